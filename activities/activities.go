@@ -1,0 +1,95 @@
+// Package activities holds PremiScale's Temporal activities. Activities on the shared task
+// queue (Activities) talk to MySQL and InfluxDB; activities on a host's own task queue
+// (HostActivities) talk to that host's libvirt. Every activity is idempotent: Temporal may run
+// it more than once, so each one converges on a state instead of performing a step.
+package activities
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/premiscale/premiscale/internal/config"
+	"github.com/premiscale/premiscale/internal/metrics"
+	"github.com/premiscale/premiscale/internal/state"
+)
+
+// Activities run on the shared task queue.
+type Activities struct {
+	Store   *state.Store
+	Metrics *metrics.Client
+	Logger  *slog.Logger
+}
+
+// MetricsQuery asks for a group's mean utilisation over a window.
+type MetricsQuery struct {
+	Group  string
+	Window time.Duration
+	// Metrics names the metrics wanted: "cpu", "memory".
+	Metrics []string
+	// Exclude lists instances whose samples must not count (for example, still booting).
+	Exclude []string
+}
+
+// MetricsResult holds the mean of each metric that had data, and how many instances reported.
+type MetricsResult struct {
+	Values    map[string]float64
+	Instances map[string]int
+}
+
+// GroupRecord is a group's row in the state database.
+type GroupRecord struct {
+	Name       string
+	Spec       any
+	WorkflowID string
+	At         time.Time
+}
+
+// InstanceRecord is one state transition of an instance.
+type InstanceRecord struct {
+	Name, Group, Host, State, Reason, Address string
+	At                                        time.Time
+}
+
+// ScalingEventRecord is one entry of the decision log.
+type ScalingEventRecord struct {
+	Key        string
+	Group      string
+	At         time.Time
+	From, To   int
+	Metrics    map[string]float64
+	Reason     string
+	Action     string
+	WorkflowID string
+	RunID      string
+}
+
+// HostActivities run on one host's task queue, against that host's libvirt.
+type HostActivities struct {
+	Host   string
+	Hyper  Hypervisor
+	Logger *slog.Logger
+}
+
+// CreateInstanceParams describe the VM to create.
+type CreateInstanceParams struct {
+	Name, Group string
+	// ImagePool and ImageVolume name the base image; the overlay goes in the same pool.
+	ImagePool, ImageVolume string
+	Domain                 config.DomainShape
+}
+
+// CreateInstanceResult says what the activity found or made.
+type CreateInstanceResult struct {
+	DomainCreated, VolumeCreated bool
+}
+
+// DestroyInstanceParams describe the VM to remove.
+type DestroyInstanceParams struct {
+	Name, Pool string
+	// Grace is how long a guest gets to shut down after the ACPI request before it is destroyed.
+	Grace time.Duration
+}
+
+// OverlayVolumeName is the name of an instance's root disk, derived so that a retry or a
+// retirement finds it without any stored state.
+func OverlayVolumeName(instance string) string { return instance + ".qcow2" }

@@ -1,0 +1,77 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/premiscale/premiscale/internal/state"
+)
+
+// RecordGroup upserts the group's row with its current spec.
+func (a *Activities) RecordGroup(ctx context.Context, r GroupRecord) error {
+	spec, err := json.Marshal(r.Spec)
+	if err != nil {
+		return fmt.Errorf("encode spec of group %s: %w", r.Name, err)
+	}
+	return a.Store.UpsertGroup(ctx, state.GroupRecord{
+		Name: r.Name, Spec: spec, WorkflowID: r.WorkflowID, CreatedAt: r.At, UpdatedAt: r.At,
+	})
+}
+
+// MarkGroupDeleted records that the group was deleted.
+func (a *Activities) MarkGroupDeleted(ctx context.Context, r GroupRecord) error {
+	return a.Store.MarkGroupDeleted(ctx, r.Name, r.At)
+}
+
+// RecordInstance upserts an instance's state; the store keeps terminated instances terminated.
+func (a *Activities) RecordInstance(ctx context.Context, r InstanceRecord) error {
+	inst := state.Instance{
+		Name: r.Name, Group: r.Group, Host: r.Host, State: r.State, Reason: r.Reason,
+		Address: r.Address, CreatedAt: r.At,
+	}
+	at := r.At
+	switch r.State {
+	case state.InstanceRunning:
+		inst.LastSeenAt = &at
+	case state.InstanceTerminated, state.InstanceFailed:
+		inst.TerminatedAt = &at
+	}
+	return a.Store.UpsertInstance(ctx, inst)
+}
+
+// RecordScalingEvent appends to the decision log; a retry with the same key adds nothing.
+func (a *Activities) RecordScalingEvent(ctx context.Context, e ScalingEventRecord) error {
+	_, err := a.Store.RecordScalingEvent(ctx, state.ScalingEvent{
+		Key: e.Key, Group: e.Group, At: e.At, From: e.From, To: e.To, Metrics: e.Metrics,
+		Reason: e.Reason, Action: e.Action, WorkflowID: e.WorkflowID, RunID: e.RunID,
+	})
+	return err
+}
+
+// LastInstanceSequence returns the highest instance number the group has ever used, so a
+// re-created group does not reuse the names of instances recorded as terminated.
+func (a *Activities) LastInstanceSequence(ctx context.Context, group string) (int, error) {
+	insts, err := a.Store.ListInstances(ctx, group, true)
+	if err != nil {
+		return 0, fmt.Errorf("list instances of group %s: %w", group, err)
+	}
+	last := 0
+	for _, in := range insts {
+		if n, ok := sequenceOf(group, in.Name); ok && n > last {
+			last = n
+		}
+	}
+	return last, nil
+}
+
+func sequenceOf(group, name string) (int, bool) {
+	suffix, ok := strings.CutPrefix(name, group+"-")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(suffix)
+	return n, err == nil && n > 0
+}

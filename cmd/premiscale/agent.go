@@ -1,0 +1,153 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/premiscale/premiscale/worker"
+)
+
+// daemonChildEnv marks the re-executed background copy of a daemonizing agent.
+const daemonChildEnv = "PREMISCALE_DAEMON_CHILD"
+
+func newWorkerCommand(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run the agent: Temporal workers for the shared queue and each host, and the config's groups",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAgent(cmd, g)
+		},
+	}
+	cmd.Flags().BoolVarP(&g.daemon, "daemon", "d", false, "run the agent as a daemon in the background")
+	cmd.Flags().StringVar(&g.pidFile, "pid-file", defaultPidFile, "pid file of the agent (default: controller.pidFile from the config)")
+	return cmd
+}
+
+func runAgent(cmd *cobra.Command, g *globalFlags) error {
+	cfg, err := loadConfig(g)
+	if err != nil {
+		return err
+	}
+	pidFile := cfg.Controller.PidFile
+	if f := cmd.Flags().Lookup("pid-file"); f != nil && f.Changed {
+		pidFile = g.pidFile
+	}
+	logFile := filepath.Join(filepath.Dir(pidFile), "premiscale.log")
+	if g.daemon && os.Getenv(daemonChildEnv) == "" {
+		return daemonize(cmd, pidFile, logFile)
+	}
+	lock, err := lockPidFile(pidFile)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+
+	logger, closeLog, err := newLogger(g, logFile)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	if !g.logStdout && os.Getenv(daemonChildEnv) == "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "premiscale agent running (pid %d); logs: %s\n", os.Getpid(), logFile)
+	}
+	logger.Info("agent starting", "version", version, "config", g.configPath, "pid_file", pidFile)
+	if err := worker.Run(cmd.Context(), cfg, worker.Options{Logger: logger, StartGroups: true}); err != nil {
+		logger.Error("agent stopped", "error", err)
+		return err
+	}
+	logger.Info("agent stopped")
+	return nil
+}
+
+// daemonize starts this same command again in a new session and returns once the background
+// copy holds the pid file, or reports why it did not start.
+func daemonize(cmd *cobra.Command, pidFile, logFile string) error {
+	// Refuse early, with the same message the child would log, if an agent already runs.
+	lock, err := lockPidFile(pidFile)
+	if err != nil {
+		return err
+	}
+	lock.release()
+
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable to daemonize: %w", err)
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	child := exec.Command(self, os.Args[1:]...)
+	child.Env = append(os.Environ(), daemonChildEnv+"=1")
+	child.Stdin, child.Stdout, child.Stderr = devnull, devnull, devnull
+	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := child.Start(); err != nil {
+		return fmt.Errorf("start background agent: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("background agent exited during start-up (%v); see %s", err, logFile)
+		case <-deadline:
+			return fmt.Errorf("background agent (pid %d) did not write %s within 15s; see %s", child.Process.Pid, pidFile, logFile)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if b, err := os.ReadFile(pidFile); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(child.Process.Pid) {
+			fmt.Fprintf(cmd.OutOrStdout(), "premiscale agent started in the background (pid %d); pid file %s; logs %s\n", child.Process.Pid, pidFile, logFile)
+			return nil
+		}
+	}
+}
+
+// pidLock is an agent's claim on its pid file. The claim is an flock, so a file left behind by
+// a crashed agent is stale (nobody holds the lock) and is simply taken over.
+type pidLock struct {
+	f    *os.File
+	path string
+}
+
+func lockPidFile(path string) (*pidLock, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create folder of pid file %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open pid file %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another premiscale agent (pid %s) is running with pid file %s", strings.TrimSpace(string(b)), path)
+		}
+		return nil, fmt.Errorf("lock pid file %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write pid file %s: %w", path, err)
+	}
+	if _, err := f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write pid file %s: %w", path, err)
+	}
+	return &pidLock{f: f, path: path}, nil
+}
+
+func (l *pidLock) release() {
+	os.Remove(l.path)
+	l.f.Close()
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/premiscale/premiscale/internal/config"
+	"github.com/premiscale/premiscale/internal/groupctl"
+	"github.com/premiscale/premiscale/internal/state"
+	"github.com/premiscale/premiscale/workflows"
+)
+
+type groupFlags struct {
+	output string
+}
+
+func newGroupCommand(g *globalFlags) *cobra.Command {
+	gf := &groupFlags{}
+	cmd := &cobra.Command{
+		Use:   "group",
+		Short: "Create, list, inspect and delete autoscaling groups",
+	}
+	cmd.PersistentFlags().StringVarP(&gf.output, "output", "o", "table", "output format: table or json")
+	cmd.AddCommand(
+		newGroupCreateCommand(g, gf),
+		&cobra.Command{
+			Use:   "list",
+			Short: "List running groups",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				return withGroups(cmd, g, gf, false, func(ctx context.Context, cfg *config.Config, ctl *groupctl.Client) error {
+					list, err := ctl.List(ctx)
+					if err != nil {
+						return err
+					}
+					return gf.print(cmd.OutOrStdout(), list, func(w io.Writer) { printList(w, list) })
+				})
+			},
+		},
+		&cobra.Command{
+			Use:   "status NAME",
+			Short: "Show a group's size, instances and last decision",
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return withGroups(cmd, g, gf, true, func(ctx context.Context, cfg *config.Config, ctl *groupctl.Client) error {
+					s, err := ctl.Status(ctx, args[0])
+					if err != nil {
+						return err
+					}
+					return gf.print(cmd.OutOrStdout(), s, func(w io.Writer) { printStatus(w, s) })
+				})
+			},
+		},
+		newGroupDeleteCommand(g, gf),
+	)
+	return cmd
+}
+
+func newGroupCreateCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Start a group from the config (or from -f FILE); a running group gets the new spec",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			return withGroups(cmd, g, gf, false, func(ctx context.Context, cfg *config.Config, ctl *groupctl.Client) error {
+				groups := cfg.Controller.Autoscale.Groups
+				source := g.configPath
+				if file != "" {
+					var err error
+					if groups, err = config.LoadGroupFile(file, cfg); err != nil {
+						return err
+					}
+					source = file
+				}
+				grp, ok := groups[name]
+				if !ok {
+					return fmt.Errorf("group %q is not defined in %s (groups there: %s)", name, source, strings.Join(sortedKeys(groups), ", "))
+				}
+				spec, err := workflows.SpecFromConfig(cfg, name, grp)
+				if err != nil {
+					return err
+				}
+				res, err := ctl.Apply(ctx, spec)
+				if err != nil {
+					return err
+				}
+				out := map[string]any{"group": name, "workflowId": workflows.GroupWorkflowID(name), "runId": res.RunID, "started": res.Started}
+				return gf.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+					if res.Started {
+						fmt.Fprintf(w, "group %s started (workflow %s, run %s)\n", name, workflows.GroupWorkflowID(name), res.RunID)
+					} else {
+						fmt.Fprintf(w, "group %s was already running; sent it the spec from %s (applied at its next evaluation)\n", name, source)
+					}
+				})
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "group file (version: v1alpha1, groups: {NAME: ...}) instead of the config's groups")
+	return cmd
+}
+
+func newGroupDeleteCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Retire every instance of a group, wait until they are gone, and end the group",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withGroups(cmd, g, gf, false, func(ctx context.Context, cfg *config.Config, ctl *groupctl.Client) error {
+				ctx, cancel := context.WithTimeout(ctx, timeout)
+				defer cancel()
+				if err := ctl.Delete(ctx, args[0]); err != nil {
+					return err
+				}
+				return gf.print(cmd.OutOrStdout(), map[string]any{"group": args[0], "deleted": true}, func(w io.Writer) {
+					fmt.Fprintf(w, "group %s deleted: every instance retired and the workflow ended\n", args[0])
+				})
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "how long to wait for the group's instances to be retired")
+	return cmd
+}
+
+// withGroups loads the config, connects to Temporal (and MySQL when withStore), and runs f.
+func withGroups(cmd *cobra.Command, g *globalFlags, gf *groupFlags, withStore bool, f func(context.Context, *config.Config, *groupctl.Client) error) error {
+	if gf.output != "table" && gf.output != "json" {
+		return fmt.Errorf("--output %q: must be table or json", gf.output)
+	}
+	cfg, err := loadConfig(g)
+	if err != nil {
+		return err
+	}
+	logger, closeLog, err := newLogger(g, "")
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	ctx := cmd.Context()
+	t := cfg.Controller.Temporal
+	dialCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	tc, err := client.DialContext(dialCtx, client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: tlog.NewStructuredLogger(logger)})
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s (controller.temporal.address, or TEMPORAL_ADDRESS): %w", t.Address, err)
+	}
+	defer tc.Close()
+	ctl := &groupctl.Client{Temporal: tc, TaskQueue: t.TaskQueue}
+	if withStore {
+		store, err := state.Open(ctx, cfg.Controller.Databases.State)
+		if err != nil {
+			return fmt.Errorf("open state database: %w", err)
+		}
+		defer store.Close()
+		ctl.Store = store
+	}
+	return f(ctx, cfg, ctl)
+}
+
+func (gf *groupFlags) print(w io.Writer, v any, table func(io.Writer)) error {
+	if gf.output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	table(tw)
+	return tw.Flush()
+}
+
+func printList(w io.Writer, list []groupctl.Status) {
+	if len(list) == 0 {
+		fmt.Fprintln(w, "no running groups")
+		return
+	}
+	fmt.Fprintln(w, "GROUP\tMIN\tMAX\tDESIRED\tCURRENT\tLAST ACTION\tREASON")
+	for _, s := range list {
+		action, reason := "-", "-"
+		if d := s.LastDecision; d != nil {
+			action, reason = d.Action, d.Reason
+		}
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%s\t%s\n", s.Group, s.Min, s.Max, s.Desired, s.Current, action, reason)
+	}
+}
+
+func printStatus(w io.Writer, s groupctl.Status) {
+	fmt.Fprintf(w, "Group:\t%s\n", s.Group)
+	fmt.Fprintf(w, "Size:\t%d current, %d desired (min %d, max %d)\n", s.Current, s.Desired, s.Min, s.Max)
+	if s.Deleting {
+		fmt.Fprintf(w, "Deleting:\tyes\n")
+	}
+	if d := s.LastDecision; d != nil {
+		fmt.Fprintf(w, "Last decision:\t%s %s: %s\n", d.At.Local().Format(time.DateTime), d.Action, d.Reason)
+	}
+	fmt.Fprintln(w)
+	records := map[string]state.Instance{}
+	for _, r := range s.Records {
+		records[r.Name] = r
+	}
+	fmt.Fprintln(w, "INSTANCE\tHOST\tSTATE\tLAUNCHED\tADDRESS")
+	for _, in := range s.Instances {
+		addr := records[in.Name].Address
+		if addr == "" {
+			addr = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", in.Name, in.Host, in.State, in.LaunchedAt.Local().Format(time.DateTime), addr)
+	}
+}
+
+func sortedKeys(m map[string]config.Group) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/premiscale/premiscale/internal/config"
+)
+
+// globalFlags are the classic agent flags; -c, --debug and --log-stdout reach every subcommand.
+type globalFlags struct {
+	configPath string
+	daemon     bool
+	validate   bool
+	version    bool
+	logStdout  bool
+	pidFile    string
+	debug      bool
+}
+
+const defaultPidFile = "/opt/premiscale/premiscale.pid"
+
+func newRootCommand() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:   "premiscale",
+		Short: "Autoscale pools of libvirt virtual machines",
+		Long: `PremiScale keeps autoscaling groups of libvirt VMs sized to their load.
+
+Run with a config file to start the agent (the same as "premiscale worker"); use the
+"group" commands to create, inspect and delete autoscaling groups.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case g.version:
+				fmt.Fprintln(cmd.OutOrStdout(), "premiscale", version)
+				return nil
+			case g.validate:
+				return runValidate(cmd.OutOrStdout(), g.configPath)
+			}
+			return runAgent(cmd, g)
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.configPath, "config", "c", config.DefaultPath, "configuration file to use")
+	pf.BoolVar(&g.logStdout, "log-stdout", false, "log to stdout (JSON) instead of a file beside the pid file")
+	pf.BoolVar(&g.debug, "debug", false, "log at debug level")
+	f := root.Flags()
+	f.BoolVarP(&g.daemon, "daemon", "d", false, "run the agent as a daemon in the background")
+	f.BoolVar(&g.validate, "validate", false, "validate the configuration file and exit")
+	f.BoolVar(&g.version, "version", false, "print the version and exit")
+	f.StringVar(&g.pidFile, "pid-file", defaultPidFile, "pid file of the agent (default: controller.pidFile from the config)")
+
+	root.AddCommand(newWorkerCommand(g), newGroupCommand(g))
+	return root
+}
+
+// runValidate loads the config and prints a summary, or every problem found.
+func runValidate(out io.Writer, path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		var verr *config.ValidationError
+		if errors.As(err, &verr) {
+			return fmt.Errorf("%s is not valid (%d problems):\n%s", path, len(verr.Problems), verr.Error())
+		}
+		return err
+	}
+	fmt.Fprintf(out, "%s is valid.\n%s", path, cfg.Summary())
+	return nil
+}
+
+// loadConfig reads the config for any command; TEMPORAL_ADDRESS overrides the Temporal address.
+func loadConfig(g *globalFlags) (*config.Config, error) {
+	cfg, err := config.Load(g.configPath)
+	if err != nil {
+		return nil, err
+	}
+	if addr := os.Getenv("TEMPORAL_ADDRESS"); addr != "" {
+		cfg.Controller.Temporal.Address = addr
+	}
+	return cfg, nil
+}
+
+// newLogger builds the process logger: JSON on stdout with --log-stdout, else JSON to logFile,
+// else text on stderr (for short-lived CLI commands).
+func newLogger(g *globalFlags, logFile string) (*slog.Logger, func(), error) {
+	level := slog.LevelInfo
+	if g.debug {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch {
+	case g.logStdout:
+		return slog.New(slog.NewJSONHandler(os.Stdout, opts)), func() {}, nil
+	case logFile != "":
+		if err := os.MkdirAll(filepath.Dir(logFile), 0o755); err != nil {
+			return nil, nil, fmt.Errorf("create log folder: %w", err)
+		}
+		f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open log file: %w", err)
+		}
+		return slog.New(slog.NewJSONHandler(f, opts)), func() { f.Close() }, nil
+	default:
+		if !g.debug {
+			opts.Level = slog.LevelWarn
+		}
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), func() {}, nil
+	}
+}

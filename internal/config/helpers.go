@@ -1,0 +1,154 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// LibvirtURI is the URI to connect to the host with: URI as given, or one built from Address,
+// Protocol, Port, User and SSHKey, e.g. qemu+ssh://root@10.0.0.5:22/system?keyfile=/root/.ssh/id_ed25519.
+func (h Host) LibvirtURI() (string, error) {
+	if h.URI != "" {
+		if h.Address != "" {
+			return "", fmt.Errorf("host %s: set either uri or address, not both", h.Name)
+		}
+		if err := checkLibvirtURI(h.URI); err != nil {
+			return "", fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		return h.URI, nil
+	}
+	if h.Address == "" {
+		return "", fmt.Errorf("host %s: neither uri nor address is set", h.Name)
+	}
+	if err := checkHost(h.Address); err != nil {
+		return "", fmt.Errorf("host %s: %w", h.Name, err)
+	}
+	protocol := h.Protocol
+	if protocol == "" {
+		protocol = DefaultProtocol
+	}
+	switch protocol {
+	case "ssh", "tls", "tcp":
+	default:
+		return "", fmt.Errorf("host %s: unsupported protocol %q (allowed: ssh, tls, tcp)", h.Name, protocol)
+	}
+	driver := h.Hypervisor
+	if driver == "" {
+		driver = DefaultHypervisor
+	}
+
+	u := url.URL{Scheme: driver + "+" + protocol, Host: h.Address, Path: "/system"}
+	if strings.Contains(h.Address, ":") {
+		u.Host = "[" + h.Address + "]" // an IPv6 address
+	}
+	if h.Port != 0 {
+		if h.Port < 1 || h.Port > 65535 {
+			return "", fmt.Errorf("host %s: port must be between 1 and 65535, got %d", h.Name, h.Port)
+		}
+		u.Host = net.JoinHostPort(h.Address, strconv.Itoa(h.Port))
+	}
+	if protocol == "ssh" {
+		if h.User != "" {
+			u.User = url.User(h.User)
+		}
+		if h.SSHKey != "" {
+			// '/' is legal in a query; leaving it unescaped keeps the URI readable in logs.
+			u.RawQuery = "keyfile=" + strings.ReplaceAll(url.QueryEscape(h.SSHKey), "%2F", "/")
+		}
+	}
+	return u.String(), nil
+}
+
+// ImagePool is the storage pool of the group's base image ("pool" of "pool/volume").
+func (g Group) ImagePool() string {
+	pool, _, _ := strings.Cut(g.Image, "/")
+	return pool
+}
+
+// ImageVolume is the base image's volume name ("volume" of "pool/volume").
+func (g Group) ImageVolume() string {
+	_, vol, _ := strings.Cut(g.Image, "/")
+	return vol
+}
+
+// Host finds a hypervisor host by name.
+func (c *Config) Host(name string) (Host, bool) {
+	for _, h := range c.Controller.Autoscale.Hosts {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return Host{}, false
+}
+
+// Summary describes the configuration for `premiscale --validate`: what a user wants to check
+// before starting the agent. Passwords are never shown.
+func (c *Config) Summary() string {
+	var b strings.Builder
+	ctl := c.Controller
+	db := ctl.Databases
+	fmt.Fprintf(&b, "version:        %s (mode %s)\n", c.Version, ctl.Mode)
+	fmt.Fprintf(&b, "temporal:       %s (namespace %s, task queue %s)\n", ctl.Temporal.Address, ctl.Temporal.Namespace, ctl.Temporal.TaskQueue)
+	fmt.Fprintf(&b, "state:          %s %s, database %s, user %s\n", db.State.Type, db.State.Connection.URL, db.State.Connection.Database, db.State.Connection.Credentials.Username)
+	retention := "infinite retention"
+	if db.Timeseries.Retention.Duration > 0 {
+		retention = "retention " + db.Timeseries.Retention.String()
+	}
+	fmt.Fprintf(&b, "timeseries:     %s %s, database %s, %s\n", db.Timeseries.Type, db.Timeseries.Connection.URL, db.Timeseries.Connection.Database, retention)
+	fmt.Fprintf(&b, "intervals:      reconciliation %s, collection %s, host timeout %s\n", ctl.Reconciliation.Interval, db.CollectionInterval, db.HostConnectionTimeout)
+	fmt.Fprintf(&b, "check-in:       listen %s, guests call %s\n", ctl.Checkin.Listen, ctl.Checkin.URL)
+	fmt.Fprintf(&b, "healthcheck:    %s\n", net.JoinHostPort(ctl.Healthcheck.Host, strconv.Itoa(ctl.Healthcheck.Port)))
+
+	fmt.Fprintf(&b, "hosts:          %d\n", len(ctl.Autoscale.Hosts))
+	for _, h := range ctl.Autoscale.Hosts {
+		uri, err := h.LibvirtURI()
+		if err != nil {
+			uri = "invalid: " + err.Error()
+		}
+		fmt.Fprintf(&b, "  %s  %s\n", h.Name, uri)
+	}
+
+	fmt.Fprintf(&b, "groups:         %d\n", len(ctl.Autoscale.Groups))
+	for _, name := range sortedKeys(ctl.Autoscale.Groups) {
+		b.WriteString(groupSummary(name, ctl.Autoscale.Groups[name]))
+	}
+	return b.String()
+}
+
+func groupSummary(name string, g Group) string {
+	var b strings.Builder
+	s := g.Scaling
+	fmt.Fprintf(&b, "  %s\n", name)
+	fmt.Fprintf(&b, "    size:       min %d, max %d, increment %d, cooldown %s\n", s.MinNodes, s.MaxNodes, s.Increment, s.Cooldown)
+	var targets []string
+	if s.ResourceTarget.CPU > 0 {
+		targets = append(targets, fmt.Sprintf("cpu %g%%", s.ResourceTarget.CPU))
+	}
+	if s.ResourceTarget.Memory > 0 {
+		targets = append(targets, fmt.Sprintf("memory %g%%", s.ResourceTarget.Memory))
+	}
+	fmt.Fprintf(&b, "    targets:    %s\n", strings.Join(targets, ", "))
+	fmt.Fprintf(&b, "    hosts:      %s\n", strings.Join(g.Hosts, ", "))
+	shape := "copy of domain " + g.Name
+	if g.Domain != nil {
+		shape = fmt.Sprintf("%d vCPU, %d MiB", g.Domain.VCPUs, g.Domain.Memory)
+	}
+	fmt.Fprintf(&b, "    image:      %s (%s)\n", g.Image, shape)
+	network := g.Networking.Type
+	if g.Networking.Type == "static" {
+		network += " " + strings.Join(g.Networking.Addresses, ", ")
+	}
+	fmt.Fprintf(&b, "    networking: %s\n", network)
+	cloudInit := "none"
+	switch {
+	case g.CloudInit.File != "":
+		cloudInit = "file " + g.CloudInit.File
+	case g.CloudInit.Inline != "":
+		cloudInit = "inline"
+	}
+	fmt.Fprintf(&b, "    cloud-init: %s\n", cloudInit)
+	return b.String()
+}

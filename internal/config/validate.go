@@ -1,0 +1,642 @@
+package config
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// groupNamePattern keeps group names usable as workflow IDs ("asg/<name>"), domain names
+// ("<name>-<n>") and DNS labels in cloud-init hostnames.
+var groupNamePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,39}$`)
+
+// hostNamePattern keeps host names usable in task-queue names ("premiscale-host-<name>") and logs.
+var hostNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+func hostPath(i int) string { return fmt.Sprintf("controller.autoscale.hosts[%d]", i) }
+
+func validateConfig(r *report, c *Config, baseDir string) {
+	validateVersion(r, "version", c.Version)
+
+	ctl := &c.Controller
+	if r.required("controller.mode", ctl.Mode, "") && ctl.Mode != DefaultMode {
+		r.add("controller.mode", "unsupported mode %q (allowed: standalone)", ctl.Mode)
+	}
+	r.required("controller.pidFile", ctl.PidFile, "")
+	if r.required("controller.healthcheck.host", ctl.Healthcheck.Host, "") {
+		if err := checkHost(ctl.Healthcheck.Host); err != nil {
+			r.add("controller.healthcheck.host", "%v", err)
+		}
+	}
+	checkPortField(r, "controller.healthcheck.port", ctl.Healthcheck.Port, true)
+
+	if r.required("controller.temporal.address", ctl.Temporal.Address, "host:port of the Temporal frontend") {
+		if err := checkHostPort(ctl.Temporal.Address, false); err != nil {
+			r.add("controller.temporal.address", "%v", err)
+		}
+	}
+	r.required("controller.temporal.namespace", ctl.Temporal.Namespace, "")
+	r.required("controller.temporal.taskQueue", ctl.Temporal.TaskQueue, "")
+
+	db := &ctl.Databases
+	positive(r, "controller.databases.collectionInterval", db.CollectionInterval)
+	positive(r, "controller.databases.hostConnectionTimeout", db.HostConnectionTimeout)
+
+	const state = "controller.databases.state"
+	if r.required(state+".type", db.State.Type, "allowed: mysql") && db.State.Type != "mysql" {
+		r.add(state+".type", "unsupported database type %q (allowed: mysql)", db.State.Type)
+	}
+	if r.required(state+".connection.url", db.State.Connection.URL, "host:port of the MySQL server") {
+		if err := checkHostPort(db.State.Connection.URL, false); err != nil {
+			r.add(state+".connection.url", "%v (MySQL's url is host:port, e.g. 127.0.0.1:3306)", err)
+		}
+	}
+	r.required(state+".connection.database", db.State.Connection.Database, "")
+	r.required(state+".connection.credentials.username", db.State.Connection.Credentials.Username, "")
+	r.required(state+".connection.credentials.password", db.State.Connection.Credentials.Password, "")
+
+	const ts = "controller.databases.timeseries"
+	if r.required(ts+".type", db.Timeseries.Type, "allowed: influxdb") && db.Timeseries.Type != "influxdb" {
+		r.add(ts+".type", "unsupported database type %q (allowed: influxdb)", db.Timeseries.Type)
+	}
+	if r.required(ts+".connection.url", db.Timeseries.Connection.URL, "http(s)://host:port of InfluxDB") {
+		if err := checkHTTPURL(db.Timeseries.Connection.URL); err != nil {
+			r.add(ts+".connection.url", "%v", err)
+		}
+	}
+	r.required(ts+".connection.database", db.Timeseries.Connection.Database, "")
+	if db.Timeseries.Retention.Duration < 0 {
+		r.add(ts+".retention", "must not be negative")
+	}
+
+	if r.required("controller.checkin.listen", ctl.Checkin.Listen, "host:port the check-in server binds") {
+		if err := checkHostPort(ctl.Checkin.Listen, true); err != nil {
+			r.add("controller.checkin.listen", "%v", err)
+		}
+	}
+	if r.required("controller.checkin.url", ctl.Checkin.URL, "the URL guests use to reach checkin.listen") {
+		if err := checkHTTPURL(ctl.Checkin.URL); err != nil {
+			r.add("controller.checkin.url", "%v", err)
+		}
+	}
+
+	positive(r, "controller.reconciliation.interval", ctl.Reconciliation.Interval)
+
+	hosts := validateHosts(r, ctl.Autoscale.Hosts)
+	validateGroups(r, "controller.autoscale.groups", ctl.Autoscale.Groups, hosts, baseDir)
+}
+
+func validateVersion(r *report, path, v string) {
+	if r.required(path, v, "this build understands "+Version) && v != Version {
+		r.add(path, "unsupported version %q (this build understands %s)", v, Version)
+	}
+}
+
+func positive(r *report, path string, d Duration) {
+	if d.Duration <= 0 {
+		r.add(path, "must be greater than 0, got %s", d)
+	}
+}
+
+func checkPortField(r *report, path string, port int, required bool) {
+	if port == 0 && !required {
+		return
+	}
+	if port < 1 || port > 65535 {
+		r.add(path, "port must be between 1 and 65535, got %d", port)
+	}
+}
+
+// validateHosts checks the hypervisor list and returns the names of its hosts, in order.
+func validateHosts(r *report, hosts []Host) []string {
+	names := make([]string, 0, len(hosts))
+	firstIndex := map[string]int{}
+	for i, h := range hosts {
+		p := hostPath(i)
+		if r.required(p+".name", h.Name, "") {
+			if !hostNamePattern.MatchString(h.Name) {
+				r.add(p+".name", "invalid host name %q: use letters, digits, '.', '_' and '-', at most 63 characters", h.Name)
+			}
+			if j, dup := firstIndex[h.Name]; dup {
+				r.add(p+".name", "duplicate host name %q (also %s)", h.Name, fmt.Sprintf("hosts[%d]", j))
+			} else {
+				firstIndex[h.Name] = i
+				names = append(names, h.Name)
+			}
+		}
+
+		switch {
+		case h.URI != "" && h.Address != "":
+			r.add(p, "set either uri or address, not both")
+		case h.URI == "" && h.Address == "":
+			switch {
+			case !r.ok(p+".uri", p+".address"):
+			case len(r.unset[p+".uri"]) > 0:
+				r.add(p+".uri", "")
+			case len(r.unset[p+".address"]) > 0:
+				r.add(p+".address", "")
+			default:
+				r.add(p, "one of uri (a libvirt URI) or address (with protocol, port, user, sshKey) is required")
+			}
+		case h.URI != "":
+			if err := checkLibvirtURI(h.URI); err != nil {
+				r.add(p+".uri", "%v", err)
+			}
+			var extra []string
+			for _, f := range []struct {
+				name string
+				set  bool
+			}{{"port", h.Port != 0}, {"protocol", h.Protocol != ""}, {"user", h.User != ""}, {"sshKey", h.SSHKey != ""}} {
+				if f.set {
+					extra = append(extra, f.name)
+				}
+			}
+			if len(extra) > 0 {
+				r.add(p, "%s used only with address; with uri, put them in the URI", strings.Join(extra, ", ")+pluralVerb(len(extra)))
+			}
+		default:
+			if err := checkHost(h.Address); err != nil {
+				r.add(p+".address", "%v", err)
+			}
+			checkPortField(r, p+".port", h.Port, false)
+			switch h.Protocol {
+			case "ssh":
+			case "tls", "tcp":
+				if h.User != "" || h.SSHKey != "" {
+					r.add(p, "user and sshKey are used only with protocol ssh, not %s", h.Protocol)
+				}
+			default:
+				r.add(p+".protocol", "unsupported protocol %q (allowed: ssh, tls, tcp)", h.Protocol)
+			}
+		}
+		if h.Hypervisor != "qemu" {
+			r.add(p+".hypervisor", "unsupported hypervisor %q (allowed: qemu)", h.Hypervisor)
+		}
+	}
+	return names
+}
+
+func pluralVerb(n int) string {
+	if n == 1 {
+		return " is"
+	}
+	return " are"
+}
+
+// validateGroups checks every group of a map at prefix, and stores each group's resolved
+// cloud-init text. baseDir resolves relative cloud-init files. A nil hosts skips the check that
+// groups name known hosts.
+func validateGroups(r *report, prefix string, groups map[string]Group, hosts []string, baseDir string) {
+	for _, name := range sortedKeys(groups) {
+		g := groups[name]
+		validateGroup(r, joinPath(prefix, name), name, &g, hosts, baseDir)
+		groups[name] = g
+	}
+}
+
+func validateGroup(r *report, p, name string, g *Group, hosts []string, baseDir string) {
+	if !groupNamePattern.MatchString(name) {
+		r.add(p, "invalid group name %q: use lowercase letters, digits and '-', start with a letter, at most 40 characters (it becomes a workflow ID and part of domain names)", name)
+	}
+
+	if r.required(p+".image", g.Image, "pool/volume of the base image") {
+		pool, vol, ok := strings.Cut(g.Image, "/")
+		if !ok || pool == "" || vol == "" || strings.Contains(vol, "/") {
+			r.add(p+".image", "must be pool/volume (a libvirt storage pool and a volume in it), got %q", g.Image)
+		}
+	}
+
+	switch {
+	case g.Domain != nil && g.Name != "":
+		r.add(p, "set either domain (the shape of new VMs) or name (an existing domain to copy), not both")
+	case g.Domain == nil && g.Name == "":
+		if !r.ok(p+".domain", p+".name") {
+			break
+		}
+		r.add(p, "one of domain (the shape of new VMs) or name (an existing domain to copy) is required")
+	case g.Domain != nil:
+		validateDomain(r, p+".domain", g.Domain)
+	}
+
+	g.CloudInit.Content = cloudInitContent(r, p+".cloud-init", g.CloudInit, baseDir)
+
+	if len(g.Hosts) == 0 {
+		r.add(p+".hosts", "at least one host is required")
+	}
+	seen := map[string]bool{}
+	for i, h := range g.Hosts {
+		hp := fmt.Sprintf("%s.hosts[%d]", p, i)
+		if !r.required(hp, h, "a host name from controller.autoscale.hosts") {
+			continue
+		}
+		if seen[h] {
+			r.add(hp, "host %q is listed twice", h)
+			continue
+		}
+		seen[h] = true
+		if hosts != nil && !slices.Contains(hosts, h) {
+			if len(hosts) == 0 {
+				r.add(hp, "unknown host %q (controller.autoscale.hosts is empty)", h)
+			} else {
+				r.add(hp, "unknown host %q (defined hosts: %s)", h, strings.Join(hosts, ", "))
+			}
+		}
+	}
+
+	staticAddrs := validateNetworking(r, p+".networking", g.Networking)
+	validateScaling(r, p+".scaling", g.Scaling, staticAddrs)
+}
+
+func validateDomain(r *report, p string, d *DomainShape) {
+	if d.VCPUs < 1 {
+		r.add(p+".vcpus", "must be at least 1, got %d", d.VCPUs)
+	}
+	if d.Memory < 64 {
+		r.add(p+".memory", "must be at least 64 (MiB), got %d", d.Memory)
+	}
+	switch d.Type {
+	case "", "kvm", "qemu":
+	default:
+		r.add(p+".type", "unsupported domain type %q (allowed: kvm, qemu, or empty to pick kvm where the host can)", d.Type)
+	}
+	if d.Kernel == "" {
+		if d.Initrd != "" {
+			r.add(p+".initrd", "is used only with kernel")
+		}
+		if d.Cmdline != "" {
+			r.add(p+".cmdline", "is used only with kernel")
+		}
+	}
+}
+
+// cloudInitContent returns the group's #cloud-config text, checking that it is one.
+func cloudInitContent(r *report, p string, ci CloudInit, baseDir string) string {
+	switch {
+	case ci.Inline != "" && ci.File != "":
+		r.add(p, "set either inline or file, not both")
+		return ""
+	case ci.Inline != "":
+		if line, msg := checkCloudConfig(ci.Inline); msg != "" {
+			where := r.line(p + ".inline")
+			if line > 0 {
+				if r.literal[p+".inline"] {
+					// A | block starts on the line after its key.
+					where += line
+				}
+				msg = fmt.Sprintf("line %d of the cloud-config: %s", line, msg)
+			}
+			r.problems = append(r.problems, Problem{Path: p + ".inline", Line: where, Message: msg})
+		}
+		return ci.Inline
+	case ci.File != "":
+		path := ci.File
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(baseDir, path)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				r.add(p+".file", "cannot read %s: file does not exist (relative paths start at the config file's folder)", path)
+			} else {
+				r.add(p+".file", "cannot read %v", err)
+			}
+			return ""
+		}
+		content := string(data)
+		if line, msg := checkCloudConfig(content); msg != "" {
+			if line > 0 {
+				r.add(p+".file", "%s line %d: %s", path, line, msg)
+			} else {
+				r.add(p+".file", "%s: %s", path, msg)
+			}
+		}
+		return content
+	}
+	if len(r.unset[p+".file"]) > 0 {
+		r.add(p+".file", "")
+	}
+	return ""
+}
+
+// checkCloudConfig returns what is wrong with a #cloud-config document and the line, if any.
+func checkCloudConfig(s string) (int, string) {
+	if !strings.HasPrefix(s, "#cloud-config") {
+		first, _, _ := strings.Cut(s, "\n")
+		return 1, fmt.Sprintf("must start with a #cloud-config line, got %q", first)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(s), &doc); err != nil {
+		line, msg := yamlSyntaxError([]byte(s), err)
+		return line, "invalid YAML: " + msg
+	}
+	if len(doc.Content) == 0 {
+		return 0, ""
+	}
+	if top := doc.Content[0]; top.Kind != yaml.MappingNode {
+		return top.Line, "a cloud-config must be a mapping (key: value) at the top level"
+	}
+	return 0, ""
+}
+
+// validateNetworking checks a group's networking and returns how many static addresses it
+// offers (-1 when that is not a limit: not static, or the addresses are invalid).
+func validateNetworking(r *report, p string, n Networking) int64 {
+	switch n.Type {
+	case "dynamic", "ignore":
+		if len(n.Addresses) > 0 || n.Subnet != "" || n.Gateway != "" {
+			r.add(p, "addresses, subnet and gateway are used only with type static, not %s", n.Type)
+		}
+		return -1
+	case "static":
+	default:
+		r.add(p+".type", "unsupported networking type %q (allowed: dynamic, static, ignore)", n.Type)
+		return -1
+	}
+
+	var subnet netip.Prefix
+	subnetOK := false
+	if r.required(p+".subnet", n.Subnet, "CIDR of the instances' network, e.g. 192.168.5.0/24") {
+		var err error
+		subnet, err = netip.ParsePrefix(n.Subnet)
+		if err != nil {
+			r.add(p+".subnet", "invalid subnet %q: must be a CIDR such as 192.168.5.0/24", n.Subnet)
+		} else {
+			subnet = subnet.Masked()
+			subnetOK = true
+		}
+	}
+	var gateway netip.Addr
+	if r.required(p+".gateway", n.Gateway, "IP address of the router") {
+		var err error
+		gateway, err = netip.ParseAddr(n.Gateway)
+		switch {
+		case err != nil:
+			r.add(p+".gateway", "invalid IP address %q", n.Gateway)
+		case subnetOK && !subnet.Contains(gateway):
+			r.add(p+".gateway", "%s is not in subnet %s", gateway, subnet)
+		}
+	}
+
+	if len(n.Addresses) == 0 {
+		r.add(p+".addresses", "at least one address or range (e.g. 192.168.5.10-192.168.5.50) is required with type static")
+		return -1
+	}
+	var total int64
+	valid := true
+	for i, a := range n.Addresses {
+		ap := fmt.Sprintf("%s.addresses[%d]", p, i)
+		if !r.required(ap, a, "") {
+			valid = false
+			continue
+		}
+		first, last, err := parseAddressRange(a)
+		if err != nil {
+			r.add(ap, "%v", err)
+			valid = false
+			continue
+		}
+		if subnetOK && (!subnet.Contains(first) || !subnet.Contains(last)) {
+			r.add(ap, "%s is not in subnet %s", a, subnet)
+		}
+		if gateway.IsValid() && first.Compare(gateway) <= 0 && gateway.Compare(last) <= 0 {
+			r.add(ap, "%s includes the gateway %s", a, gateway)
+		}
+		total = addSaturating(total, rangeSize(first, last))
+	}
+	if !valid {
+		return -1
+	}
+	return total
+}
+
+// parseAddressRange reads "192.168.5.7" or "192.168.5.2-192.168.5.254".
+func parseAddressRange(s string) (netip.Addr, netip.Addr, error) {
+	lo, hi, isRange := strings.Cut(s, "-")
+	first, err := netip.ParseAddr(strings.TrimSpace(lo))
+	if err != nil {
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("invalid IP address or range %q: use 192.168.5.7 or 192.168.5.2-192.168.5.254", s)
+	}
+	if !isRange {
+		return first, first, nil
+	}
+	last, err := netip.ParseAddr(strings.TrimSpace(hi))
+	if err != nil {
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("invalid IP address or range %q: use 192.168.5.7 or 192.168.5.2-192.168.5.254", s)
+	}
+	if first.Is4() != last.Is4() {
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("range %q mixes IPv4 and IPv6", s)
+	}
+	if last.Less(first) {
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("range %q ends before it starts", s)
+	}
+	return first, last, nil
+}
+
+// rangeSize counts the addresses from first to last, saturating at MaxInt64 (IPv6 ranges).
+func rangeSize(first, last netip.Addr) int64 {
+	a, b := first.As16(), last.As16()
+	if binary.BigEndian.Uint64(a[:8]) != binary.BigEndian.Uint64(b[:8]) {
+		return math.MaxInt64
+	}
+	diff := binary.BigEndian.Uint64(b[8:]) - binary.BigEndian.Uint64(a[8:])
+	if diff >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(diff) + 1
+}
+
+func addSaturating(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+func validateScaling(r *report, p string, s Scaling, staticAddrs int64) {
+	minOK, maxOK := true, true
+	if s.MinNodes < 0 {
+		r.add(p+".minNodes", "must not be negative, got %d", s.MinNodes)
+		minOK = false
+	}
+	if s.MaxNodes < 1 {
+		r.add(p+".maxNodes", "must be at least 1, got %d", s.MaxNodes)
+		maxOK = false
+	}
+	minOK = minOK && r.ok(p+".minNodes")
+	maxOK = maxOK && r.ok(p+".maxNodes")
+	if minOK && maxOK && s.MinNodes > s.MaxNodes {
+		r.add(p, "minNodes (%d) is greater than maxNodes (%d)", s.MinNodes, s.MaxNodes)
+	}
+	if maxOK && staticAddrs >= 0 && int64(s.MaxNodes) > staticAddrs {
+		r.add(p+".maxNodes", "maxNodes (%d) is larger than the %d static addresses in networking.addresses", s.MaxNodes, staticAddrs)
+	}
+	if s.Increment < 1 {
+		r.add(p+".increment", "must be at least 1, got %d", s.Increment)
+	}
+	if s.Cooldown.Duration < 0 {
+		r.add(p+".cooldown", "must not be negative, got %s", s.Cooldown)
+	}
+	rt := p + ".resourceTarget"
+	for _, t := range []struct {
+		name  string
+		value float64
+	}{{"cpu", s.ResourceTarget.CPU}, {"memory", s.ResourceTarget.Memory}} {
+		if t.value != 0 && !(t.value > 0 && t.value <= 100) {
+			r.add(rt+"."+t.name, "must be a percentage in (0,100], got %v", t.value)
+		}
+	}
+	if s.ResourceTarget.CPU == 0 && s.ResourceTarget.Memory == 0 && r.ok(rt+".cpu", rt+".memory") {
+		r.add(rt, "at least one of cpu or memory (a utilisation percentage to aim for) must be set")
+	}
+}
+
+// checkHost accepts an IP address or a DNS host name.
+func checkHost(s string) error {
+	if reason := hostProblem(s); reason != "" {
+		return fmt.Errorf("invalid host %q: %s", s, reason)
+	}
+	return nil
+}
+
+func hostProblem(s string) string {
+	if _, err := netip.ParseAddr(s); err == nil {
+		return ""
+	}
+	if len(s) > 253 {
+		return "longer than 253 characters"
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if !validLabel(label) {
+			return "must be an IP address or a host name"
+		}
+	}
+	return ""
+}
+
+func validLabel(l string) bool {
+	if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		if !(c == '-' || c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkHostPort accepts host:port; emptyHost allows ":port" (all interfaces) for listen addresses.
+func checkHostPort(s string, emptyHost bool) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("invalid address %q: must be host:port", s)
+	}
+	if host == "" && !emptyHost {
+		return fmt.Errorf("invalid address %q: host is missing", s)
+	}
+	if host != "" {
+		if reason := hostProblem(host); reason != "" {
+			return fmt.Errorf("invalid address %q: host %s", s, reason)
+		}
+	}
+	return checkPort(s, port)
+}
+
+func checkPort(s, port string) error {
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("invalid address %q: port must be a number between 1 and 65535", s)
+	}
+	return nil
+}
+
+// checkHTTPURL accepts http(s)://host[:port][/path].
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("invalid URL %q: must be http(s)://host:port", s)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("invalid URL %q: must start with http:// or https://", s)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("invalid URL %q: host is missing", s)
+	}
+	if err := checkHost(u.Hostname()); err != nil {
+		return fmt.Errorf("invalid URL %q: bad host %q", s, u.Hostname())
+	}
+	if p := u.Port(); p != "" {
+		if err := checkPort(s, p); err != nil {
+			return fmt.Errorf("invalid URL %q: port must be a number between 1 and 65535", s)
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return fmt.Errorf("invalid URL %q: port is empty", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("invalid URL %q: must not carry a user, query or fragment", s)
+	}
+	return nil
+}
+
+// libvirtDrivers are the hypervisor drivers a PremiScale host may use: qemu for real VMs, and
+// libvirt's test driver for tests and demos.
+var libvirtDrivers = []string{"qemu", "test"}
+
+// libvirtTransports are the transports go-libvirt can dial.
+var libvirtTransports = []string{"unix", "ssh", "libssh", "libssh2", "tls", "tcp"}
+
+// checkLibvirtURI accepts the libvirt URIs go-libvirt can connect to, e.g. qemu:///system,
+// qemu+ssh://user@host/system?keyfile=... or test:///default.
+func checkLibvirtURI(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("invalid libvirt URI %q: %v", s, errors.Unwrap(err))
+	}
+	if u.Scheme == "" || u.Opaque != "" {
+		return fmt.Errorf("invalid libvirt URI %q: must look like qemu:///system or qemu+ssh://user@host/system", s)
+	}
+	driver, transport, hasTransport := strings.Cut(u.Scheme, "+")
+	if !slices.Contains(libvirtDrivers, driver) {
+		return fmt.Errorf("invalid libvirt URI %q: unsupported driver %q (allowed: %s)", s, driver, strings.Join(libvirtDrivers, ", "))
+	}
+	if hasTransport && !slices.Contains(libvirtTransports, transport) {
+		return fmt.Errorf("invalid libvirt URI %q: unsupported transport %q (allowed: %s)", s, transport, strings.Join(libvirtTransports, ", "))
+	}
+	remote := (hasTransport && transport != "unix") || (!hasTransport && u.Host != "")
+	if remote && u.Hostname() == "" {
+		return fmt.Errorf("invalid libvirt URI %q: transport %s needs a host", s, transport)
+	}
+	if !remote && u.Host != "" {
+		return fmt.Errorf("invalid libvirt URI %q: a local (unix) URI has no host", s)
+	}
+	if u.Hostname() != "" {
+		if err := checkHost(u.Hostname()); err != nil {
+			return fmt.Errorf("invalid libvirt URI %q: bad host %q", s, u.Hostname())
+		}
+	}
+	if p := u.Port(); p != "" {
+		if err := checkPort(s, p); err != nil {
+			return fmt.Errorf("invalid libvirt URI %q: port must be a number between 1 and 65535", s)
+		}
+	}
+	if driver == "qemu" && u.Path != "/system" && u.Path != "/session" {
+		return fmt.Errorf("invalid libvirt URI %q: the qemu driver's path is /system or /session", s)
+	}
+	if driver == "test" && u.Path == "" {
+		return fmt.Errorf("invalid libvirt URI %q: the test driver needs a path, e.g. test:///default", s)
+	}
+	return nil
+}

@@ -1,0 +1,163 @@
+// Package groupctl drives autoscaling groups through Temporal: create or update, list, status
+// and delete. The CLI and the worker both use it, so a group is started the same way whoever
+// starts it.
+package groupctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/premiscale/premiscale/internal/state"
+	"github.com/premiscale/premiscale/workflows"
+)
+
+// Client is a group controller bound to one Temporal namespace and task queue.
+type Client struct {
+	Temporal  client.Client
+	TaskQueue string
+	// Store adds MySQL's instance records to Status; optional.
+	Store *state.Store
+}
+
+// ApplyResult says what Apply did.
+type ApplyResult struct {
+	// Started is true when a new group workflow was started, false when a running one was
+	// sent the new spec.
+	Started bool
+	RunID   string
+}
+
+// Apply starts the group's workflow, or sends the spec to the one already running. Starting a
+// group that runs already is not an error: it is how a changed config reaches a running group.
+func (c *Client) Apply(ctx context.Context, spec workflows.GroupSpec) (ApplyResult, error) {
+	id := workflows.GroupWorkflowID(spec.Name)
+	running, err := c.isRunning(ctx, id)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	opts := client.StartWorkflowOptions{
+		ID:                    id,
+		TaskQueue:             c.TaskQueue,
+		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrGroup.ValueSet(spec.Name)),
+	}
+	// Signal-with-start is atomic: if another agent started the group a moment ago, the spec
+	// is delivered to that run instead of failing.
+	run, err := c.Temporal.SignalWithStartWorkflow(ctx, id, workflows.SignalSpec, spec, opts,
+		workflows.GroupWorkflow, workflows.NewGroupState(spec))
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("start group %s (workflow %s on task queue %s): %w", spec.Name, id, c.TaskQueue, err)
+	}
+	return ApplyResult{Started: !running, RunID: run.GetRunID()}, nil
+}
+
+func (c *Client) isRunning(ctx context.Context, id string) (bool, error) {
+	desc, err := c.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("describe workflow %s: %w", id, err)
+	}
+	return desc.GetWorkflowExecutionInfo().GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
+}
+
+// Status is a group's live status from its workflow, with MySQL's records of its instances.
+type Status struct {
+	workflows.GroupStatus
+	Records []state.Instance `json:"records,omitempty"`
+}
+
+// ErrNotRunning is returned for a group that has no running workflow.
+var ErrNotRunning = errors.New("group is not running")
+
+// Status queries the group's workflow.
+func (c *Client) Status(ctx context.Context, group string) (Status, error) {
+	id := workflows.GroupWorkflowID(group)
+	running, err := c.isRunning(ctx, id)
+	if err != nil {
+		return Status{}, err
+	}
+	if !running {
+		return Status{}, fmt.Errorf("group %s (workflow %s): %w", group, id, ErrNotRunning)
+	}
+	v, err := c.Temporal.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	if err != nil {
+		return Status{}, fmt.Errorf("query status of group %s: %w", group, err)
+	}
+	var s Status
+	if err := v.Get(&s.GroupStatus); err != nil {
+		return Status{}, fmt.Errorf("decode status of group %s: %w", group, err)
+	}
+	if c.Store != nil {
+		recs, err := c.Store.ListInstances(ctx, group, false)
+		if err != nil {
+			return Status{}, fmt.Errorf("read instances of group %s: %w", group, err)
+		}
+		s.Records = recs
+	}
+	return s, nil
+}
+
+// List returns the status of every running group on the task queue, ordered by name.
+func (c *Client) List(ctx context.Context) ([]Status, error) {
+	query := fmt.Sprintf("WorkflowType = 'GroupWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '%s'", c.TaskQueue)
+	var names []string
+	var token []byte
+	for {
+		resp, err := c.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("list group workflows: %w", err)
+		}
+		for _, e := range resp.GetExecutions() {
+			if name, ok := strings.CutPrefix(e.GetExecution().GetWorkflowId(), workflows.GroupWorkflowID("")); ok {
+				names = append(names, name)
+			}
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			break
+		}
+	}
+	sort.Strings(names)
+	out := make([]Status, 0, len(names))
+	for _, name := range names {
+		s, err := c.Status(ctx, name)
+		if errors.Is(err, ErrNotRunning) {
+			continue // ended between the list and the query
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Delete asks the group to retire every instance and end, and waits until it has.
+func (c *Client) Delete(ctx context.Context, group string) error {
+	id := workflows.GroupWorkflowID(group)
+	running, err := c.isRunning(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !running {
+		return fmt.Errorf("delete group %s (workflow %s): %w", group, id, ErrNotRunning)
+	}
+	if err := c.Temporal.SignalWorkflow(ctx, id, "", workflows.SignalDelete, nil); err != nil {
+		return fmt.Errorf("signal group %s to delete: %w", group, err)
+	}
+	if err := c.Temporal.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
+		return fmt.Errorf("wait for group %s to finish deleting: %w", group, err)
+	}
+	return nil
+}

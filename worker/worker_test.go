@@ -1,0 +1,289 @@
+package worker
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/premiscale/premiscale/internal/config"
+	"github.com/premiscale/premiscale/internal/groupctl"
+	"github.com/premiscale/premiscale/internal/libvirt"
+	"github.com/premiscale/premiscale/internal/metrics"
+	"github.com/premiscale/premiscale/internal/state"
+	"github.com/premiscale/premiscale/internal/testservices"
+	"github.com/premiscale/premiscale/workflows"
+)
+
+// testPool is the storage pool every test:///default driver has.
+const testPool = testservices.TestPool
+
+// fixture is one agent's worth of real services, with names unique to the test.
+type fixture struct {
+	t      *testing.T
+	cfg    *config.Config
+	group  string
+	host   string
+	conn   *libvirt.Conn
+	store  *state.Store
+	influx *metrics.Client
+}
+
+func newFixture(t *testing.T, scaling string) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	ac := testservices.WriteAgentConfig(t, testservices.UniqueName(t, "g"), testservices.UniqueName(t, "h"), scaling)
+	f := &fixture{t: t, cfg: ac.Config, group: ac.Group, host: ac.Host}
+	var err error
+	// The test driver forgets everything when its last connection closes, so this connection
+	// stays open for the whole test; it also makes the group's base image.
+	if f.conn, err = libvirt.Dial(ctx, "test:///default", libvirt.Options{CallTimeout: 20 * time.Second}); err != nil {
+		t.Fatalf("connect to libvirt test driver: %v (run testenv/up)", err)
+	}
+	t.Cleanup(func() { f.conn.Close() })
+	if _, err := f.conn.EnsureVolume(ctx, testPool, f.group+"-base.qcow2", 1<<30, "qcow2"); err != nil {
+		t.Fatalf("create base image: %v", err)
+	}
+	if f.store, err = state.Open(ctx, f.cfg.Controller.Databases.State); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.store.Close() })
+	if f.influx, err = metrics.New(f.cfg.Controller.Databases.Timeseries, quietLogger()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.influx.Close)
+	return f
+}
+
+func quietLogger() *slog.Logger {
+	if os.Getenv("PREMISCALE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func (f *fixture) startAgent() *Agent {
+	f.t.Helper()
+	ctx := context.Background()
+	a, err := New(ctx, f.cfg, Options{Logger: quietLogger(), StartGroups: true})
+	if err != nil {
+		f.t.Fatalf("new agent: %v", err)
+	}
+	if err := a.Start(ctx); err != nil {
+		a.Close()
+		f.t.Fatalf("start agent: %v", err)
+	}
+	return a
+}
+
+// waitFor polls the group's status until ok accepts it.
+func (f *fixture) waitFor(ctl *groupctl.Client, what string, timeout time.Duration, ok func(groupctl.Status) bool) groupctl.Status {
+	f.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last groupctl.Status
+	var lastErr error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		last, lastErr = ctl.Status(ctx, f.group)
+		cancel()
+		if lastErr == nil && ok(last) {
+			return last
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	f.t.Fatalf("group %s: timed out after %s waiting for %s; last status %+v (error %v)", f.group, timeout, what, last, lastErr)
+	return last
+}
+
+func running(n int) func(groupctl.Status) bool {
+	return func(s groupctl.Status) bool {
+		if len(s.Instances) != n {
+			return false
+		}
+		for _, in := range s.Instances {
+			if in.State != workflows.StateRunning {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// cpuLoad writes a CPU sample for every instance the group has, every 300 ms, until stopped.
+type cpuLoad struct {
+	mu    sync.Mutex
+	value float64
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (f *fixture) writeLoad(ctl *groupctl.Client, value float64) *cpuLoad {
+	l := &cpuLoad{value: value, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-tick.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			s, err := ctl.Status(ctx, f.group)
+			if err == nil {
+				l.mu.Lock()
+				v := l.value
+				l.mu.Unlock()
+				var samples []metrics.DomainSample
+				for _, in := range s.Instances {
+					samples = append(samples, metrics.DomainSample{Group: f.group, Instance: in.Name, Host: f.host, At: time.Now(), CPUPercent: v})
+				}
+				if len(samples) > 0 {
+					if err := f.influx.WriteDomainSamples(ctx, samples); err != nil {
+						f.t.Errorf("write samples: %v", err)
+					}
+				}
+			}
+			cancel()
+		}
+	}()
+	return l
+}
+
+func (l *cpuLoad) set(v float64) { l.mu.Lock(); l.value = v; l.mu.Unlock() }
+func (l *cpuLoad) close()        { l.once.Do(func() { close(l.stop) }); <-l.done }
+
+// domainNames lists the group's domains in libvirt, sorted.
+func (f *fixture) domainNames() []string {
+	f.t.Helper()
+	doms, err := f.conn.ListGroupDomains(context.Background(), f.group)
+	if err != nil {
+		f.t.Fatalf("list domains: %v", err)
+	}
+	var names []string
+	for _, d := range doms {
+		names = append(names, d.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// liveRecords lists the group's non-terminated instances in MySQL, sorted.
+func (f *fixture) liveRecords() []string {
+	f.t.Helper()
+	recs, err := f.store.ListInstances(context.Background(), f.group, false)
+	if err != nil {
+		f.t.Fatalf("list instances: %v", err)
+	}
+	var names []string
+	for _, r := range recs {
+		names = append(names, r.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (f *fixture) deleteGroup(ctl *groupctl.Client) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := ctl.Delete(ctx, f.group); err != nil {
+		f.t.Fatalf("delete group: %v", err)
+	}
+	if names := f.domainNames(); len(names) != 0 {
+		f.t.Errorf("after delete libvirt still has domains %v", names)
+	}
+	if names := f.liveRecords(); len(names) != 0 {
+		f.t.Errorf("after delete MySQL still lists live instances %v", names)
+	}
+}
+
+func TestGroupFollowsLoadOnRealServices(t *testing.T) {
+	f := newFixture(t, "{minNodes: 1, maxNodes: 4, increment: 2, cooldown: 0, resourceTarget: {cpu: 50}}")
+	a := f.startAgent()
+	defer a.Close()
+	ctl := a.Groups()
+
+	f.waitFor(ctl, "the minimum of 1 running instance", time.Minute, running(1))
+	load := f.writeLoad(ctl, 90)
+	defer load.close()
+	f.waitFor(ctl, "growth to the maximum of 4 under high CPU", 2*time.Minute, running(4))
+	load.set(5)
+	f.waitFor(ctl, "shrinking to the minimum of 1 under low CPU", 2*time.Minute, running(1))
+	load.close()
+
+	// Retirement is finished once the domains are gone: the group forgets an instance only
+	// after its InstanceWorkflow removed it.
+	domains, records := f.domainNames(), f.liveRecords()
+	if len(domains) != 1 || !slices.Equal(domains, records) {
+		t.Errorf("libvirt has domains %v, MySQL lists live instances %v; want the same single instance", domains, records)
+	}
+	all, err := f.store.ListInstances(context.Background(), f.group, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range all {
+		if r.State == state.InstanceTerminated {
+			exists, err := f.conn.VolumeExists(context.Background(), testPool, r.Name+".qcow2")
+			if err != nil || exists {
+				t.Errorf("retired instance %s still has its disk (exists=%v, err=%v)", r.Name, exists, err)
+			}
+		}
+	}
+
+	// One scaling event per action, and together they account for every launch.
+	events, err := f.store.ListScalingEvents(context.Background(), f.group, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, launched := 0, 0
+	for i, e := range events {
+		if e.From != size {
+			t.Errorf("event %d goes from %d, but the group was at %d: %+v", i, e.From, size, e)
+		}
+		if e.To > e.From {
+			launched += e.To - e.From
+		}
+		size = e.To
+	}
+	if size != 1 || launched != len(all) {
+		t.Errorf("events end at size %d having launched %d; want 1, and %d instances recorded", size, launched, len(all))
+	}
+	f.deleteGroup(ctl)
+}
+
+func TestReplacementWorkerFinishesScaleOutWithoutDuplicates(t *testing.T) {
+	f := newFixture(t, "{minNodes: 3, maxNodes: 3, increment: 3, cooldown: 0, resourceTarget: {cpu: 50}}")
+	first := f.startAgent()
+	ctl := first.Groups()
+	// Stop the first agent as soon as the scale-out is under way: some instances are being
+	// created, the rest not yet.
+	deadline := time.Now().Add(time.Minute)
+	for len(f.domainNames()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no domain appeared within a minute")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	first.Close()
+	t.Logf("first agent stopped with domains %v", f.domainNames())
+
+	second := f.startAgent()
+	defer second.Close()
+	ctl = second.Groups()
+	f.waitFor(ctl, "3 running instances after the replacement agent took over", 3*time.Minute, running(3))
+	want := []string{f.group + "-1", f.group + "-2", f.group + "-3"}
+	if got := f.domainNames(); !slices.Equal(got, want) {
+		t.Errorf("libvirt has domains %v, want exactly %v", got, want)
+	}
+	if got := f.liveRecords(); !slices.Equal(got, want) {
+		t.Errorf("MySQL lists %v, want exactly %v", got, want)
+	}
+	f.deleteGroup(ctl)
+}

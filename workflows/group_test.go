@@ -1,0 +1,302 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/internal/config"
+	"github.com/premiscale/premiscale/internal/policy"
+)
+
+// fakeFleet stands in for libvirt, MySQL and InfluxDB in workflow tests: it records what the
+// activities were asked to do and serves a CPU value that the test changes over time.
+type fakeFleet struct {
+	mu        sync.Mutex
+	cpu       *float64
+	created   map[string]int
+	destroyed map[string]int
+	events    []activities.ScalingEventRecord
+	failNext  int
+}
+
+func newFakeFleet() *fakeFleet {
+	return &fakeFleet{created: map[string]int{}, destroyed: map[string]int{}}
+}
+
+func (f *fakeFleet) setCPU(v *float64) { f.mu.Lock(); f.cpu = v; f.mu.Unlock() }
+
+func (f *fakeFleet) live() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for name := range f.created {
+		if f.destroyed[name] == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func ptr(v float64) *float64 { return &v }
+
+func testSpec() GroupSpec {
+	return GroupSpec{
+		Name:     "web",
+		Interval: time.Minute,
+		Window:   time.Minute,
+		Policy: policy.Policy{
+			Min: 1, Max: 4, Increment: 1, Cooldown: 0,
+			Targets: map[string]float64{"cpu": 50},
+		},
+		Hosts:       []string{"h1", "h2"},
+		Launch:      LaunchSpec{ImagePool: "default", ImageVolume: "base.qcow2", Domain: config.DomainShape{VCPUs: 1, Memory: 512}},
+		RetireGrace: time.Second,
+	}
+}
+
+func newEnv(t *testing.T, f *fakeFleet) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(GroupWorkflow)
+	env.RegisterWorkflow(InstanceWorkflow)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: GroupWorkflowID("web"), TaskQueue: DefaultTaskQueue})
+	var a *activities.Activities
+	var h *activities.HostActivities
+	env.RegisterActivity(a)
+	env.RegisterActivity(h)
+	env.OnActivity(a.LastInstanceSequence, mock.Anything, mock.Anything).Return(0, nil)
+	env.OnActivity(a.RecordGroup, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.MarkGroupDeleted, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.RecordInstance, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.RecordScalingEvent, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, e activities.ScalingEventRecord) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.events = append(f.events, e)
+			return nil
+		})
+	env.OnActivity(a.QueryGroupMetrics, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, q activities.MetricsQuery) (activities.MetricsResult, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			res := activities.MetricsResult{Values: map[string]float64{}}
+			if f.cpu != nil {
+				res.Values["cpu"] = *f.cpu
+			}
+			return res, nil
+		})
+	env.OnActivity(h.CreateInstance, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, p activities.CreateInstanceParams) (activities.CreateInstanceResult, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.failNext > 0 {
+				f.failNext--
+				return activities.CreateInstanceResult{}, errors.New("define domain: no space left")
+			}
+			f.created[p.Name]++
+			return activities.CreateInstanceResult{DomainCreated: true}, nil
+		})
+	env.OnActivity(h.DestroyInstance, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, p activities.DestroyInstanceParams) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.destroyed[p.Name]++
+			return nil
+		})
+	return env
+}
+
+func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) GroupStatus {
+	t.Helper()
+	v, err := env.QueryWorkflow(QueryStatus)
+	if err != nil {
+		t.Fatalf("query status: %v", err)
+	}
+	var s GroupStatus
+	if err := v.Get(&s); err != nil {
+		t.Fatalf("decode status: %v", err)
+	}
+	return s
+}
+
+// at runs check at a workflow time offset and records what it saw for later assertions.
+func sizesAt(t *testing.T, env *testsuite.TestWorkflowEnvironment, offsets []time.Duration) []GroupStatus {
+	out := make([]GroupStatus, len(offsets))
+	for i, d := range offsets {
+		env.RegisterDelayedCallback(func() { out[i] = queryStatus(t, env) }, d)
+	}
+	return out
+}
+
+func minutes(ms ...float64) []time.Duration {
+	out := make([]time.Duration, len(ms))
+	for i, m := range ms {
+		out[i] = time.Duration(m * float64(time.Minute))
+	}
+	return out
+}
+
+func TestGroupScalesOutThenInThenDeletes(t *testing.T) {
+	f := newFakeFleet()
+	f.setCPU(ptr(100))
+	env := newEnv(t, f)
+	seen := sizesAt(t, env, minutes(0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 9.5))
+	env.RegisterDelayedCallback(func() { f.setCPU(ptr(5)) }, 4*time.Minute+45*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 10*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(testSpec()))
+
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("group workflow did not complete after delete")
+	}
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("group workflow failed: %v", err)
+	}
+	want := []int{1, 2, 3, 4, 4, 3, 2, 1, 1}
+	for i, s := range seen {
+		if s.Current != want[i] {
+			t.Errorf("size at check %d = %d, want %d (decision: %+v)", i, s.Current, want[i], s.LastDecision)
+		}
+	}
+	if len(f.created) != 4 {
+		t.Errorf("created %v, want 4 instances", f.created)
+	}
+	for _, name := range []string{"web-1", "web-2", "web-3", "web-4"} {
+		if f.created[name] != 1 || f.destroyed[name] != 1 {
+			t.Errorf("instance %s created %d times and destroyed %d times, want once each", name, f.created[name], f.destroyed[name])
+		}
+	}
+	// One event per action: 1 below-minimum launch, 3 scale-outs, 3 scale-ins, 1 delete.
+	if len(f.events) != 8 {
+		t.Errorf("recorded %d scaling events, want 8: %+v", len(f.events), f.events)
+	}
+	keys := map[string]bool{}
+	for _, e := range f.events {
+		if keys[e.Key] {
+			t.Errorf("duplicate event key %s", e.Key)
+		}
+		keys[e.Key] = true
+	}
+	if seen[0].Instances[0].Host != "h1" || seen[1].Instances[1].Host != "h2" {
+		t.Errorf("instances not spread over hosts: %+v", seen[1].Instances)
+	}
+}
+
+func TestGroupRespectsCooldown(t *testing.T) {
+	f := newFakeFleet()
+	f.setCPU(ptr(100))
+	env := newEnv(t, f)
+	spec := testSpec()
+	spec.Policy.Cooldown = 3 * time.Minute
+	seen := sizesAt(t, env, minutes(0.5, 1.5, 2.5, 3.5, 5.5, 6.5))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 7*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(spec))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("group workflow failed: %v", err)
+	}
+	want := []int{1, 1, 1, 2, 2, 3}
+	for i, s := range seen {
+		if s.Current != want[i] {
+			t.Errorf("size at check %d = %d, want %d (decision: %+v)", i, s.Current, want[i], s.LastDecision)
+		}
+	}
+	if r := seen[1].LastDecision.Reason; !strings.Contains(r, "cooldown") {
+		t.Errorf("decision during cooldown says %q, want it to mention the cooldown", r)
+	}
+}
+
+func TestGroupHoldsWithoutMetrics(t *testing.T) {
+	f := newFakeFleet()
+	env := newEnv(t, f)
+	spec := testSpec()
+	spec.Policy.Min = 2
+	seen := sizesAt(t, env, minutes(0.5, 1.5, 4.5))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 5*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(spec))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("group workflow failed: %v", err)
+	}
+	if seen[0].Current != 1 || seen[1].Current != 2 || seen[2].Current != 2 {
+		t.Errorf("sizes %d, %d, %d; want 1, 2, 2 (reach min, then hold)", seen[0].Current, seen[1].Current, seen[2].Current)
+	}
+	last := seen[2].LastDecision
+	if last.Action != string(policy.Hold) || !strings.Contains(last.Reason, "no cpu metrics") {
+		t.Errorf("decision without metrics = %+v, want a hold that says there were no cpu metrics", last)
+	}
+	if len(f.events) != 3 { // two launches to reach min, one delete
+		t.Errorf("recorded %d events, want 3 (holds are not logged as actions)", len(f.events))
+	}
+}
+
+func TestFailedLaunchIsCleanedUpAndReplaced(t *testing.T) {
+	f := newFakeFleet()
+	f.failNext = 5 // every attempt of the first launch fails
+	env := newEnv(t, f)
+	seen := sizesAt(t, env, minutes(2.5))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 3*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(testSpec()))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("group workflow failed: %v", err)
+	}
+	if f.destroyed["web-1"] == 0 {
+		t.Error("failed launch of web-1 was not cleaned up")
+	}
+	if seen[0].Current != 1 || seen[0].Instances[0].Name != "web-2" {
+		t.Errorf("after a failed launch the group has %+v, want web-2 as its one instance", seen[0].Instances)
+	}
+}
+
+func TestGroupContinuesAsNewCarryingState(t *testing.T) {
+	f := newFakeFleet()
+	f.setCPU(ptr(50)) // on target: the group holds, so the run's only commands are timers
+	env := newEnv(t, f)
+	st := NewGroupState(testSpec())
+	st.EvaluationsPerRun = 3
+	st.SequenceLoaded = true
+	st.NextSeq = 7
+	st.Evaluations = 40
+	st.LastActionAt = time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	st.Instances = []InstanceRef{
+		{Name: "web-6", Seq: 6, Host: "h1", State: StateRunning},
+		{Name: "web-7", Seq: 7, Host: "h2", State: StateLaunching},
+	}
+	env.ExecuteWorkflow(GroupWorkflow, st)
+
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("workflow ended with %v, want continue-as-new", err)
+	}
+	var next GroupState
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatalf("decode continue-as-new input: %v", err)
+	}
+	want := st
+	want.Evaluations = 43
+	if next.Evaluations != want.Evaluations || next.NextSeq != 7 || !next.LastActionAt.Equal(st.LastActionAt) {
+		t.Errorf("carried %d evaluations, next seq %d, last action %s; want 43, 7, %s", next.Evaluations, next.NextSeq, next.LastActionAt, st.LastActionAt)
+	}
+	if len(next.Instances) != 2 || next.Instances[0] != st.Instances[0] || next.Instances[1] != st.Instances[1] {
+		t.Errorf("carried instances %+v, want %+v", next.Instances, st.Instances)
+	}
+	if next.LastDecision == nil || next.LastDecision.Action != string(policy.Hold) || !next.SequenceLoaded || next.EvaluationsPerRun != 3 {
+		t.Errorf("carried state lost the last decision or flags: %+v", next)
+	}
+	if next.Spec.Policy.Max != 4 || next.Spec.Launch.ImageVolume != "base.qcow2" {
+		t.Errorf("carried spec changed: %+v", next.Spec)
+	}
+}
