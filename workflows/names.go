@@ -5,6 +5,8 @@
 package workflows
 
 import (
+	"time"
+
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -18,6 +20,9 @@ const (
 	SignalInstanceStatus = "instance-status"
 	// SignalRetire asks an InstanceWorkflow to shut its VM down and remove it.
 	SignalRetire = "retire"
+	// SignalCheckin is sent by the check-in server to an InstanceWorkflow on the VM's first
+	// check-in (cloud-init phone_home); its payload is a CheckinSignal.
+	SignalCheckin = "checkin"
 	// QueryStatus returns a GroupStatus.
 	QueryStatus = "status"
 )
@@ -50,3 +55,10 @@ const (
 	StateTerminated = "terminated"
 	StateFailed     = "failed"
 )
+
+// CheckinSignal is what a VM said when it first checked in.
+type CheckinSignal struct {
+	Address  string    `json:"address,omitempty"`
+	Hostname string    `json:"hostname,omitempty"`
+	At       time.Time `json:"at"`
+}

@@ -1,0 +1,96 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// ScalingEvent is one entry of the decision log: what a group's evaluation saw and did.
+type ScalingEvent struct {
+	// Key makes recording idempotent; the caller picks one that names the evaluation, such as
+	// workflow ID, run ID and evaluation number.
+	Key   string
+	Group string
+	// At zero means now.
+	At   time.Time
+	From int
+	To   int
+	// Metrics maps a metric name to the value the decision used.
+	Metrics    map[string]float64
+	Reason     string
+	Action     string
+	WorkflowID string
+	RunID      string
+}
+
+// RecordScalingEvent writes e unless an event with the same Key exists, and says whether it
+// wrote it. A retry with the same Key changes nothing.
+func (s *Store) RecordScalingEvent(ctx context.Context, e ScalingEvent) (bool, error) {
+	if e.Key == "" {
+		return false, fmt.Errorf("record scaling event for group %s: key is empty", e.Group)
+	}
+	if e.Group == "" {
+		return false, fmt.Errorf("record scaling event %s: group is empty", e.Key)
+	}
+	metrics := e.Metrics
+	if metrics == nil {
+		metrics = map[string]float64{}
+	}
+	for name, v := range metrics {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return false, fmt.Errorf("record scaling event %s for group %s: metric %s is %v, which JSON cannot hold", e.Key, e.Group, name, v)
+		}
+	}
+	mj, err := json.Marshal(metrics)
+	if err != nil {
+		return false, fmt.Errorf("record scaling event %s for group %s: encode metrics: %w", e.Key, e.Group, err)
+	}
+	// "id = id" makes a duplicate key a no-op that reports 0 affected rows, without INSERT
+	// IGNORE's habit of turning every other error into a warning too.
+	const q = "INSERT INTO scaling_events (event_key, group_name, `at`, from_size, to_size, metrics, reason, action, workflow_id, run_id) " +
+		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE id = id"
+	res, err := s.db.ExecContext(ctx, q, e.Key, e.Group, orNow(e.At), e.From, e.To, string(mj),
+		truncate(e.Reason, maxReason), e.Action, e.WorkflowID, e.RunID)
+	if err != nil {
+		return false, fmt.Errorf("record scaling event %s for group %s in %s: %w", e.Key, e.Group, s.where, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("record scaling event %s for group %s in %s: %w", e.Key, e.Group, s.where, err)
+	}
+	return n == 1, nil
+}
+
+// ListScalingEvents returns a group's events at or after since, oldest first.
+func (s *Store) ListScalingEvents(ctx context.Context, group string, since time.Time) ([]ScalingEvent, error) {
+	if group == "" {
+		return nil, errors.New("list scaling events: group is empty")
+	}
+	const q = "SELECT event_key, group_name, `at`, from_size, to_size, metrics, reason, action, workflow_id, run_id " +
+		"FROM scaling_events WHERE group_name = ? AND `at` >= ? ORDER BY `at`, id"
+	rows, err := s.db.QueryContext(ctx, q, group, since.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("list scaling events of group %s in %s: %w", group, s.where, err)
+	}
+	defer rows.Close()
+	var out []ScalingEvent
+	for rows.Next() {
+		var e ScalingEvent
+		var mj []byte
+		if err := rows.Scan(&e.Key, &e.Group, &e.At, &e.From, &e.To, &mj, &e.Reason, &e.Action, &e.WorkflowID, &e.RunID); err != nil {
+			return nil, fmt.Errorf("list scaling events of group %s in %s: %w", group, s.where, err)
+		}
+		if err := json.Unmarshal(mj, &e.Metrics); err != nil {
+			return nil, fmt.Errorf("list scaling events of group %s in %s: event %s: decode metrics: %w", group, s.where, e.Key, err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list scaling events of group %s in %s: %w", group, s.where, err)
+	}
+	return out, nil
+}

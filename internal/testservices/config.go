@@ -1,0 +1,88 @@
+package testservices
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/premiscale/premiscale/internal/config"
+)
+
+// TestPool is the storage pool every libvirt test:///default driver has.
+const TestPool = "default-pool"
+
+// AgentConfig describes an agent config on the real test services, with names unique to a test.
+type AgentConfig struct {
+	// Group and Host name the one group and the one test:///default host; empty means no group.
+	Group, Host string
+	// Scaling is the group's scaling mapping in YAML flow style, e.g. "{minNodes: 1, maxNodes: 3}".
+	Scaling string
+	// Path is where the config file was written; Config is the file loaded.
+	Path   string
+	Config *config.Config
+}
+
+// WriteAgentConfig writes a config pointing at a fresh MySQL and InfluxDB database, the shared
+// Temporal dev server (on a task queue of its own) and libvirt's test:///default driver, and
+// loads it through the real loader. The group's image is "<TestPool>/<group>-base.qcow2".
+func WriteAgentConfig(t testing.TB, group, host, scaling string) AgentConfig {
+	t.Helper()
+	mysql := MySQL(t)
+	influx := Influx(t)
+	dir := t.TempDir()
+	groups := "{}"
+	if group != "" {
+		groups = fmt.Sprintf(`
+      %[1]s:
+        image: %[2]s/%[1]s-base.qcow2
+        domain: {vcpus: 1, memory: 128}
+        hosts: [%[3]s]
+        networking: {type: ignore}
+        scaling: %[4]s`, group, TestPool, host, scaling)
+	}
+	doc := fmt.Sprintf(`version: v1alpha1
+controller:
+  pidFile: %[1]s/premiscale.pid
+  healthcheck: {host: 127.0.0.1, port: %[2]d}
+  temporal: {address: %[3]q, namespace: default, taskQueue: %[4]q}
+  databases:
+    collectionInterval: 1s
+    hostConnectionTimeout: 20s
+    state:
+      type: mysql
+      connection: {url: %[5]q, database: %[6]q, credentials: {username: %[7]q, password: %[8]q}}
+    timeseries:
+      type: influxdb
+      connection: {url: %[9]q, database: %[10]q}
+  reconciliation: {interval: 2s}
+  autoscale:
+    hosts:
+      - name: %[11]s
+        uri: test:///default
+    groups: %[12]s
+`, dir, FreePort(t), TemporalAddress(t), "tq-"+UniqueName(t, "q"),
+		mysql.Connection.URL, mysql.Connection.Database, mysql.Connection.Credentials.Username, mysql.Connection.Credentials.Password,
+		influx.Connection.URL, influx.Connection.Database, host, groups)
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("test config does not load: %v\n%s", err, doc)
+	}
+	return AgentConfig{Group: group, Host: host, Scaling: scaling, Path: path, Config: cfg}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listened on a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
