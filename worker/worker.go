@@ -251,3 +251,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	a.log.Info("shutting down")
 	return nil
 }
+
+// Temporal returns the agent's Temporal client.
+func (a *Agent) Temporal() client.Client { return a.temporal }

@@ -256,6 +256,8 @@ func TestGroupFollowsLoadOnRealServices(t *testing.T) {
 		t.Errorf("events end at size %d having launched %d; want 1, and %d instances recorded", size, launched, len(all))
 	}
 	f.deleteGroup(ctl)
+	replay(t, a.Temporal(), workflows.GroupWorkflowID(f.group), "group-scale-out-in-delete.json")
+	replay(t, a.Temporal(), workflows.InstanceWorkflowID(f.group+"-2"), "instance-launch-retire.json")
 }
 
 func TestReplacementWorkerFinishesScaleOutWithoutDuplicates(t *testing.T) {
@@ -286,4 +288,5 @@ func TestReplacementWorkerFinishesScaleOutWithoutDuplicates(t *testing.T) {
 		t.Errorf("MySQL lists %v, want exactly %v", got, want)
 	}
 	f.deleteGroup(ctl)
+	replay(t, second.Temporal(), workflows.GroupWorkflowID(f.group), "")
 }
