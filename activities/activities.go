@@ -68,19 +68,37 @@ type HostActivities struct {
 	Host   string
 	Hyper  Hypervisor
 	Logger *slog.Logger
+	// CheckinURL returns the URL, with its token, an instance's guest checks in at.
+	CheckinURL func(instance string) string
+}
+
+// LaunchParams is the group-wide part of what a new VM is made from.
+type LaunchParams struct {
+	// ImagePool and ImageVolume name the base image; the overlay and seed go in the same pool.
+	ImagePool, ImageVolume string
+	Domain                 config.DomainShape
+	// CloudInit is the user's #cloud-config template; "" for none.
+	CloudInit                    string
+	NetworkType, Subnet, Gateway string
+	Nameservers                  []string
+	Checkin                      bool
+	HeartbeatInterval            time.Duration
 }
 
 // CreateInstanceParams describe the VM to create.
 type CreateInstanceParams struct {
 	Name, Group string
-	// ImagePool and ImageVolume name the base image; the overlay goes in the same pool.
-	ImagePool, ImageVolume string
-	Domain                 config.DomainShape
+	Index       int
+	// Address is the static address chosen for the instance, "" otherwise.
+	Address string
+	// InstanceID is cloud-init's instance-id: unique per launch, stable across retries.
+	InstanceID string
+	Launch     LaunchParams
 }
 
 // CreateInstanceResult says what the activity found or made.
 type CreateInstanceResult struct {
-	DomainCreated, VolumeCreated bool
+	DomainCreated, VolumeCreated, SeedCreated bool
 }
 
 // DestroyInstanceParams describe the VM to remove.
@@ -90,6 +108,19 @@ type DestroyInstanceParams struct {
 	Grace time.Duration
 }
 
+// DomainHealth is what libvirt says of an instance's domain.
+type DomainHealth struct {
+	Found bool
+	State string
+}
+
+// ErrTypeBadLaunchSpec marks launch failures that no retry can fix (a template error, an
+// invalid domain shape): the launch fails at once.
+const ErrTypeBadLaunchSpec = "BadLaunchSpec"
+
 // OverlayVolumeName is the name of an instance's root disk, derived so that a retry or a
 // retirement finds it without any stored state.
 func OverlayVolumeName(instance string) string { return instance + ".qcow2" }
+
+// SeedVolumeName is the name of an instance's NoCloud seed volume.
+func SeedVolumeName(instance string) string { return instance + "-seed.iso" }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/premiscale/premiscale/internal/state"
 )
@@ -74,4 +75,16 @@ func sequenceOf(group, name string) (int, bool) {
 	}
 	n, err := strconv.Atoi(suffix)
 	return n, err == nil && n > 0
+}
+
+// InstanceLastSeen returns when the instance last checked in or sent a heartbeat (zero if never).
+func (a *Activities) InstanceLastSeen(ctx context.Context, name string) (time.Time, error) {
+	in, found, err := a.Store.GetInstance(ctx, name)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read instance %s: %w", name, err)
+	}
+	if !found || in.LastSeenAt == nil {
+		return time.Time{}, nil
+	}
+	return *in.LastSeenAt, nil
 }

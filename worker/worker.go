@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -20,6 +21,8 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/internal/checkin"
+	"github.com/premiscale/premiscale/internal/collector"
 	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/groupctl"
 	"github.com/premiscale/premiscale/internal/libvirt"
@@ -48,8 +51,13 @@ type Agent struct {
 	conns    map[string]*libvirt.Conn
 	workers  []sdkworker.Worker
 	health   *http.Server
-	// HealthAddr is the address the health endpoint listens on, once started.
-	HealthAddr string
+	checkin  *http.Server
+	secret   []byte
+	// stop ends the collectors; wg waits for them.
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+	// HealthAddr and CheckinAddr are where the health and check-in endpoints listen, once started.
+	HealthAddr, CheckinAddr string
 }
 
 // New connects to MySQL (applying migrations), InfluxDB, Temporal and every served host.
@@ -74,6 +82,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *Agent, err e
 	}
 	if err = a.metrics.EnsureDatabase(ctx); err != nil {
 		return nil, fmt.Errorf("prepare time-series database: %w", err)
+	}
+	if a.secret, err = a.checkinSecret(ctx); err != nil {
+		return nil, err
 	}
 	a.temporal, err = client.DialContext(ctx, client.Options{
 		HostPort:  c.Temporal.Address,
@@ -126,7 +137,10 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.workers = append(a.workers, shared)
 	for _, h := range a.servedHosts() {
 		w := sdkworker.New(a.temporal, workflows.HostTaskQueue(h.Name), sdkworker.Options{})
-		w.RegisterActivity(&activities.HostActivities{Host: h.Name, Hyper: a.conns[h.Name], Logger: a.log.With("host", h.Name)})
+		w.RegisterActivity(&activities.HostActivities{
+			Host: h.Name, Hyper: a.conns[h.Name], Logger: a.log.With("host", h.Name),
+			CheckinURL: func(instance string) string { return checkin.URL(c.Checkin.URL, a.secret, instance) },
+		})
 		a.workers = append(a.workers, w)
 	}
 	for _, w := range a.workers {
@@ -138,6 +152,10 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err := a.startHealth(); err != nil {
 		return err
 	}
+	if err := a.startCheckin(); err != nil {
+		return err
+	}
+	a.startCollectors()
 	if a.opts.StartGroups {
 		if err := a.applyGroups(ctx); err != nil {
 			return err
@@ -209,6 +227,52 @@ func (a *Agent) serveHealth(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(status)
 }
 
+// checkinSecret is controller.checkin.secret, or else one generated once and kept in MySQL,
+// so every agent signs and checks the same tokens.
+func (a *Agent) checkinSecret(ctx context.Context) ([]byte, error) {
+	if s := a.cfg.Controller.Checkin.Secret; s != "" {
+		return []byte(s), nil
+	}
+	secret, err := a.store.Secret(ctx, checkin.SecretSetting, checkin.NewSecret)
+	if err != nil {
+		return nil, fmt.Errorf("load the check-in secret: %w", err)
+	}
+	return secret, nil
+}
+
+func (a *Agent) startCheckin() error {
+	listen := a.cfg.Controller.Checkin.Listen
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen for check-ins on controller.checkin.listen %s: %w", listen, err)
+	}
+	a.CheckinAddr = ln.Addr().String()
+	srv := &checkin.Server{Secret: a.secret, Instances: a.store, Signaler: a.temporal, Logger: a.log.With("component", "checkin")}
+	a.checkin = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	go func() {
+		if err := a.checkin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("check-in endpoint stopped", "error", err)
+		}
+	}()
+	a.log.Info("check-in endpoint listening", "address", a.CheckinAddr, "url", a.cfg.Controller.Checkin.URL)
+	return nil
+}
+
+// startCollectors samples every served host's domains into InfluxDB until Close.
+func (a *Agent) startCollectors() {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stop = cancel
+	interval := a.cfg.Controller.Databases.CollectionInterval.Duration
+	for name, conn := range a.conns {
+		c := collector.New(name, conn, a.metrics, interval, a.log.With("component", "collector", "host", name))
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			c.Run(ctx)
+		}()
+	}
+}
+
 // Close stops the workers (in-flight activities are cancelled and retried elsewhere) and
 // closes every connection. It is safe on a partly built Agent.
 func (a *Agent) Close() {
@@ -216,10 +280,16 @@ func (a *Agent) Close() {
 		w.Stop()
 	}
 	a.workers = nil
-	if a.health != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = a.health.Shutdown(ctx)
-		cancel()
+	if a.stop != nil {
+		a.stop()
+		a.wg.Wait()
+	}
+	for _, srv := range []*http.Server{a.health, a.checkin} {
+		if srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = srv.Shutdown(ctx)
+			cancel()
+		}
 	}
 	for name, c := range a.conns {
 		if err := c.Close(); err != nil {

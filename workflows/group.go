@@ -33,6 +33,9 @@ type GroupState struct {
 	Deleting    bool
 	// EvaluationsPerRun overrides defaultEvaluationsPerRun (tests use a small value).
 	EvaluationsPerRun int
+	// PendingReplacements counts failed instances to replace at the next evaluation (reported
+	// while the run was about to continue as new).
+	PendingReplacements int
 	// SequenceLoaded is set once the highest sequence used by an earlier incarnation of the
 	// group was read from the state database, so names never repeat across incarnations.
 	SequenceLoaded bool
@@ -46,6 +49,7 @@ type InstanceRef struct {
 	State      string    `json:"state"`
 	LaunchedAt time.Time `json:"launchedAt"`
 	Reason     string    `json:"reason,omitempty"`
+	Address    string    `json:"address,omitempty"`
 }
 
 // DecisionRecord is the latest evaluation, as shown by status.
@@ -74,7 +78,9 @@ type GroupStatus struct {
 
 // InstanceStatus is what an InstanceWorkflow tells its group.
 type InstanceStatus struct {
-	Name, State, Reason string
+	Name, State, Reason, Address string
+	// Replace asks the group to launch a replacement for a failed instance right away.
+	Replace bool
 }
 
 // NewGroupState is the starting state of a group.
@@ -173,7 +179,9 @@ func (g *group) drain(ctx workflow.Context, specCh, deleteCh, instanceCh workflo
 		if !instanceCh.ReceiveAsync(&st) {
 			break
 		}
-		g.applyStatus(st)
+		if g.applyStatus(st) {
+			g.st.PendingReplacements++
+		}
 	}
 	for deleteCh.ReceiveAsync(nil) {
 		g.st.Deleting = true
@@ -191,14 +199,21 @@ func (g *group) applySpec(ctx workflow.Context, c workflow.ReceiveChannel) {
 func (g *group) applyInstanceStatus(ctx workflow.Context, c workflow.ReceiveChannel) {
 	var st InstanceStatus
 	c.Receive(ctx, &st)
-	g.applyStatus(st)
+	if g.applyStatus(st) && !g.st.Deleting {
+		g.logger.Info("replacing failed instance", "instance", st.Name, "reason", st.Reason)
+		g.launch(ctx)
+	}
 }
 
-// applyStatus moves an instance forward; late or repeated reports never move it back.
-func (g *group) applyStatus(st InstanceStatus) {
+// applyStatus moves an instance forward; late or repeated reports never move it back. It
+// reports whether the instance failed in a way that calls for a replacement.
+func (g *group) applyStatus(st InstanceStatus) (replace bool) {
 	for i, ref := range g.st.Instances {
 		if ref.Name != st.Name {
 			continue
+		}
+		if st.Address != "" {
+			g.st.Instances[i].Address = st.Address
 		}
 		switch st.State {
 		case StateTerminated, StateFailed:
@@ -206,23 +221,35 @@ func (g *group) applyStatus(st InstanceStatus) {
 			if st.State == StateFailed {
 				g.logger.Warn("instance failed", "instance", st.Name, "reason", st.Reason)
 			}
-		case StateRunning:
+			// A replacement only makes sense for an instance the group still wanted.
+			return st.Replace && ref.State != StateRetiring
+		case StateBooting:
 			if ref.State == StateLaunching {
+				g.st.Instances[i].State = StateBooting
+			}
+		case StateRunning:
+			if ref.State == StateLaunching || ref.State == StateBooting {
 				g.st.Instances[i].State = StateRunning
 			}
 		}
-		return
+		return false
 	}
+	return false
 }
 
 func (g *group) live() int {
 	n := 0
 	for _, ref := range g.st.Instances {
-		if ref.State == StateLaunching || ref.State == StateRunning {
+		if isLive(ref.State) {
 			n++
 		}
 	}
 	return n
+}
+
+// isLive says whether an instance in this state counts toward the group's size.
+func isLive(state string) bool {
+	return state == StateLaunching || state == StateBooting || state == StateRunning
 }
 
 func (g *group) status() GroupStatus {
@@ -244,6 +271,11 @@ func (g *group) status() GroupStatus {
 }
 
 func (g *group) evaluate(ctx workflow.Context) {
+	for ; g.st.PendingReplacements > 0; g.st.PendingReplacements-- {
+		if !g.st.Deleting {
+			g.launch(ctx)
+		}
+	}
 	now := workflow.Now(ctx)
 	current := g.live()
 	var d policy.Decision
@@ -309,7 +341,14 @@ func (g *group) queryMetrics(ctx workflow.Context, current int) map[string]float
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
-	q := activities.MetricsQuery{Group: g.st.Spec.Name, Window: g.st.Spec.Window, Metrics: names}
+	// Instances still booting have no meaningful load yet: they count as capacity, not as data.
+	var exclude []string
+	for _, ref := range g.st.Instances {
+		if ref.State != StateRunning {
+			exclude = append(exclude, ref.Name)
+		}
+	}
+	q := activities.MetricsQuery{Group: g.st.Spec.Name, Window: g.st.Spec.Window, Metrics: names, Exclude: exclude}
 	if err := workflow.ExecuteActivity(mctx, a.QueryGroupMetrics, q).Get(ctx, &res); err != nil {
 		g.logger.Warn("metrics query failed; holding", "group", g.st.Spec.Name, "error", err)
 		return nil
@@ -318,6 +357,14 @@ func (g *group) queryMetrics(ctx workflow.Context, current int) map[string]float
 }
 
 func (g *group) launch(ctx workflow.Context) {
+	address := ""
+	if g.st.Spec.Launch.Networking.Type == "static" {
+		var ok bool
+		if address, ok = g.freeAddress(); !ok {
+			g.logger.Warn("no free static address; not launching", "group", g.st.Spec.Name, "in_use", len(g.st.Instances))
+			return
+		}
+	}
 	g.st.NextSeq++
 	ref := InstanceRef{
 		Name:       fmt.Sprintf("%s-%d", g.st.Spec.Name, g.st.NextSeq),
@@ -325,6 +372,7 @@ func (g *group) launch(ctx workflow.Context) {
 		Host:       g.pickHost(),
 		State:      StateLaunching,
 		LaunchedAt: workflow.Now(ctx),
+		Address:    address,
 	}
 	g.st.Instances = append(g.st.Instances, ref)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
@@ -333,14 +381,32 @@ func (g *group) launch(ctx workflow.Context) {
 		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_ABANDON,
 	})
 	params := InstanceParams{
-		Name: ref.Name, Group: g.st.Spec.Name, Host: ref.Host, Launch: g.st.Spec.Launch,
-		RetireGrace: g.st.Spec.RetireGrace, GroupWorkflowID: g.wfID,
+		Name: ref.Name, Group: g.st.Spec.Name, Host: ref.Host, Index: ref.Seq, Address: address,
+		Launch: g.st.Spec.Launch, GroupWorkflowID: g.wfID,
 	}
 	child := workflow.ExecuteChildWorkflow(cctx, InstanceWorkflow, params)
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		g.logger.Warn("could not start instance workflow", "instance", ref.Name, "error", err)
 		g.applyStatus(InstanceStatus{Name: ref.Name, State: StateFailed, Reason: err.Error()})
 	}
+}
+
+// freeAddress returns the first static address no instance of the group holds. Retiring
+// instances still hold theirs: an address is free only once its VM is gone.
+func (g *group) freeAddress() (string, bool) {
+	for _, addr := range g.st.Spec.StaticAddresses {
+		used := false
+		for _, ref := range g.st.Instances {
+			if ref.Address == addr {
+				used = true
+				break
+			}
+		}
+		if !used {
+			return addr, true
+		}
+	}
+	return "", false
 }
 
 // pickHost places a new instance on the group's host with the fewest live instances; ties go
@@ -365,7 +431,7 @@ func (g *group) pickHost() string {
 func (g *group) retireNewest(ctx workflow.Context, n int) {
 	for i := len(g.st.Instances) - 1; i >= 0 && n > 0; i-- {
 		ref := &g.st.Instances[i]
-		if ref.State != StateLaunching && ref.State != StateRunning {
+		if !isLive(ref.State) {
 			continue
 		}
 		ref.State = StateRetiring

@@ -31,10 +31,12 @@ type fakeFleet struct {
 	destroyed map[string]int
 	events    []activities.ScalingEventRecord
 	failNext  int
+	crashed   map[string]bool
+	lastSeen  map[string]time.Time
 }
 
 func newFakeFleet() *fakeFleet {
-	return &fakeFleet{created: map[string]int{}, destroyed: map[string]int{}}
+	return &fakeFleet{created: map[string]int{}, destroyed: map[string]int{}, crashed: map[string]bool{}, lastSeen: map[string]time.Time{}}
 }
 
 func (f *fakeFleet) setCPU(v *float64) { f.mu.Lock(); f.cpu = v; f.mu.Unlock() }
@@ -62,9 +64,9 @@ func testSpec() GroupSpec {
 			Min: 1, Max: 4, Increment: 1, Cooldown: 0,
 			Targets: map[string]float64{"cpu": 50},
 		},
-		Hosts:       []string{"h1", "h2"},
-		Launch:      LaunchSpec{ImagePool: "default", ImageVolume: "base.qcow2", Domain: config.DomainShape{VCPUs: 1, Memory: 512}},
-		RetireGrace: time.Second,
+		Hosts:  []string{"h1", "h2"},
+		Launch: LaunchSpec{ImagePool: "default", ImageVolume: "base.qcow2", Domain: config.DomainShape{VCPUs: 1, Memory: 512}},
+		// Launch.Health zero: instances count as running once started, no health checks.
 	}
 }
 
@@ -111,6 +113,23 @@ func newEnv(t *testing.T, f *fakeFleet) *testsuite.TestWorkflowEnvironment {
 			}
 			f.created[p.Name]++
 			return activities.CreateInstanceResult{DomainCreated: true}, nil
+		})
+	env.OnActivity(h.DomainHealth, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, name string) (activities.DomainHealth, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			live := f.created[name] > 0 && f.destroyed[name] == 0
+			state := "running"
+			if f.crashed[name] {
+				state = "crashed"
+			}
+			return activities.DomainHealth{Found: live, State: state}, nil
+		})
+	env.OnActivity(a.InstanceLastSeen, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, name string) (time.Time, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.lastSeen[name], nil
 		})
 	env.OnActivity(h.DestroyInstance, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, p activities.DestroyInstanceParams) error {

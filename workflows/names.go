@@ -50,6 +50,7 @@ var (
 // Instance states, as the workflows track them and MySQL records them.
 const (
 	StateLaunching  = "launching"
+	StateBooting    = "booting"
 	StateRunning    = "running"
 	StateRetiring   = "retiring"
 	StateTerminated = "terminated"

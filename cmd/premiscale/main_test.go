@@ -187,7 +187,7 @@ func TestGroupCommandsAgainstARunningWorker(t *testing.T) {
 	}
 	// A group from a file starts fresh.
 	groupFile := filepath.Join(t.TempDir(), "group.yaml")
-	doc := fmt.Sprintf("version: v1alpha1\ngroups:\n  %s:\n    image: %s/%s-base.qcow2\n    domain: {vcpus: 1, memory: 128}\n    hosts: [%s]\n    networking: {type: ignore}\n    scaling: {minNodes: 2, maxNodes: 2, resourceTarget: {cpu: 50}}\n",
+	doc := fmt.Sprintf("version: v1alpha1\ngroups:\n  %s:\n    image: %s/%s-base.qcow2\n    domain: {vcpus: 1, memory: 128}\n    hosts: [%s]\n    networking: {type: ignore}\n    health: {checkin: false}\n    scaling: {minNodes: 2, maxNodes: 2, resourceTarget: {cpu: 50}}\n",
 		other, testservices.TestPool, other, ac.Host)
 	if err := os.WriteFile(groupFile, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)

@@ -216,6 +216,15 @@ func TestInvalid(t *testing.T) {
 			},
 		},
 		{
+			name: "health timeouts",
+			yaml: edit(t, "        hosts: [local]\n", "        hosts: [local]\n        health: {bootTimeout: 0, heartbeatInterval: 60s, heartbeatTimeout: 30s, shutdownGrace: -1}\n"),
+			want: []string{
+				web + ".health.shutdownGrace: must not be negative, got -1",
+				web + ".health.bootTimeout: must be greater than 0 while checkin is on (an instance that never checks in would wait forever)",
+				web + ".health: heartbeatTimeout (30s) must be longer than heartbeatInterval (1m0s), or every instance would look silent",
+			},
+		},
+		{
 			name: "wrong version",
 			yaml: edit(t, "version: v1alpha1", "version: v1beta1"),
 			want: []string{`version: unsupported version "v1beta1" (this build understands v1alpha1)`},
@@ -551,6 +560,22 @@ func TestInvalid(t *testing.T) {
 			},
 		},
 		{
+			name: "short checkin secret",
+			yaml: edit(t, "controller:\n", "controller:\n  checkin:\n    secret: too-short\n"),
+			want: []string{"controller.checkin.secret: must be at least 32 characters, got 9"},
+		},
+		{
+			name: "checkin secret from an unset variable",
+			yaml: edit(t, "controller:\n", "controller:\n  checkin:\n    secret: $CHECKIN_SECRET\n"),
+			want: []string{"controller.checkin.secret: variable $CHECKIN_SECRET is not set"},
+		},
+		{
+			name: "checkin secret too short after expansion",
+			yaml: edit(t, "controller:\n", "controller:\n  checkin:\n    secret: ${SHORT}\n"),
+			env:  map[string]string{"SHORT": "0123456789abcdef0123456789abcde"},
+			want: []string{"controller.checkin.secret: must be at least 32 characters, got 31"},
+		},
+		{
 			name: "wrong value types",
 			yaml: edit(t, "minNodes: 1", "minNodes: one", "cpu: 50", "cpu: lots", "hosts: [local]", "hosts: local",
 				"        domain:\n", "        domain:\n          arch: {x: 1}\n"),
@@ -724,6 +749,40 @@ func TestEnvExpansion(t *testing.T) {
 	_, err = Parse([]byte(edit(t, "    groups:\n      web:", "    groups:\n      $NAME:")), "config.yaml", env(map[string]string{"NAME": "web"}))
 	if err == nil || !strings.Contains(err.Error(), `controller.autoscale.groups.$NAME: invalid group name "$NAME"`) {
 		t.Errorf("map keys must not be expanded; got %v", err)
+	}
+}
+
+func TestCheckinSecret(t *testing.T) {
+	const secret = "0123456789abcdef0123456789abcdef"
+	tests := []struct {
+		name string
+		yaml string
+		env  map[string]string
+		want string
+	}{
+		{name: "absent: the agents generate one", yaml: base, want: ""},
+		{name: "literal", yaml: edit(t, "controller:\n", "controller:\n  checkin:\n    secret: "+secret+"\n"), want: secret},
+		{name: "from a variable", yaml: edit(t, "controller:\n", "controller:\n  checkin:\n    secret: $CHECKIN_SECRET\n"),
+			env: map[string]string{"CHECKIN_SECRET": secret + "-and-more"}, want: secret + "-and-more"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tt.yaml), "config.yaml", env(tt.env))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := cfg.Controller.Checkin.Secret; got != tt.want {
+				t.Errorf("secret = %q, want %q", got, tt.want)
+			}
+			// The secret must never leak through the JSON form (status output, logs).
+			j, err := json.Marshal(cfg.Controller.Checkin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want != "" && strings.Contains(string(j), tt.want) {
+				t.Errorf("JSON of checkin shows the secret: %s", j)
+			}
+		})
 	}
 }
 
@@ -970,7 +1029,7 @@ groups:
 		{
 			name: "nil config skips the host check",
 			yaml: "version: v1alpha1\ngroups:\n  api:\n    image: a/b\n    name: tmpl\n    hosts: [anything]\n    scaling: {maxNodes: 1, resourceTarget: {cpu: 50}}\n    bogus: 1\n",
-			want: []string{"groups.api.bogus: unknown key (allowed keys here: cloud-init, domain, hosts, image, name, networking, scaling)"},
+			want: []string{"groups.api.bogus: unknown key (allowed keys here: cloud-init, domain, health, hosts, image, name, networking, scaling)"},
 		},
 	}
 	for _, tt := range tests {

@@ -25,6 +25,10 @@ const (
 	DefaultHostTimeout        = 30 * time.Second
 	DefaultReconcileInterval  = 60 * time.Second
 	DefaultCooldown           = 60 * time.Second
+	DefaultBootTimeout        = 10 * time.Minute
+	DefaultHeartbeatInterval  = 30 * time.Second
+	DefaultHeartbeatTimeout   = 2 * time.Minute
+	DefaultShutdownGrace      = 60 * time.Second
 )
 
 // setDefault sets *field to value when the key at path was absent (or empty after expansion).
@@ -71,6 +75,10 @@ func applyGroupDefaults(r *report, prefix string, groups map[string]Group) {
 		setDefault(r, p+".networking.type", &g.Networking.Type, DefaultNetworkingType)
 		setDefault(r, p+".scaling.increment", &g.Scaling.Increment, DefaultIncrement)
 		setDefault(r, p+".scaling.cooldown", &g.Scaling.Cooldown, Duration{DefaultCooldown})
+		setDefault(r, p+".health.bootTimeout", &g.Health.BootTimeout, Duration{DefaultBootTimeout})
+		setDefault(r, p+".health.heartbeatInterval", &g.Health.HeartbeatInterval, Duration{DefaultHeartbeatInterval})
+		setDefault(r, p+".health.heartbeatTimeout", &g.Health.HeartbeatTimeout, Duration{DefaultHeartbeatTimeout})
+		setDefault(r, p+".health.shutdownGrace", &g.Health.ShutdownGrace, Duration{DefaultShutdownGrace})
 		groups[name] = g
 	}
 }

@@ -84,6 +84,9 @@ type Checkin struct {
 	Listen string `yaml:"listen" json:"listen"`
 	// URL is the base URL a guest uses to reach Listen (it may differ, e.g. 10.0.2.2 under user networking).
 	URL string `yaml:"url" json:"url"`
+	// Secret keys the HMAC of every instance's check-in token. Empty means the agents generate one
+	// and share it through the state database; set it (usually as a $VARIABLE) to pin it.
+	Secret string `yaml:"secret,omitempty" json:"-"`
 }
 
 // Reconciliation is how often each group evaluates its metrics.
@@ -121,7 +124,26 @@ type Group struct {
 	Hosts      []string   `yaml:"hosts" json:"hosts"`
 	Networking Networking `yaml:"networking" json:"networking"`
 	Scaling    Scaling    `yaml:"scaling" json:"scaling"`
+	Health     Health     `yaml:"health" json:"health"`
 }
+
+// Health says when an instance counts as up and when it counts as broken (and is replaced).
+type Health struct {
+	// Checkin makes a new instance wait for its cloud-init check-in before it counts as
+	// running; default true. Turn it off for images without cloud-init.
+	Checkin *bool `yaml:"checkin,omitempty" json:"checkin,omitempty"`
+	// BootTimeout: an instance that has not checked in by then is replaced.
+	BootTimeout Duration `yaml:"bootTimeout" json:"bootTimeout"`
+	// HeartbeatInterval is how often the guest calls the check-in endpoint; 0 disables.
+	HeartbeatInterval Duration `yaml:"heartbeatInterval" json:"heartbeatInterval"`
+	// HeartbeatTimeout: an instance silent for this long is replaced; 0 disables.
+	HeartbeatTimeout Duration `yaml:"heartbeatTimeout" json:"heartbeatTimeout"`
+	// ShutdownGrace is how long a retiring guest gets after the ACPI request before destroy.
+	ShutdownGrace Duration `yaml:"shutdownGrace" json:"shutdownGrace"`
+}
+
+// CheckinEnabled reports whether instances wait for their check-in (the default).
+func (h Health) CheckinEnabled() bool { return h.Checkin == nil || *h.Checkin }
 
 // DomainShape is what a new domain looks like.
 type DomainShape struct {

@@ -91,12 +91,20 @@ func validateConfig(r *report, c *Config, baseDir string) {
 			r.add("controller.checkin.url", "%v", err)
 		}
 	}
+	// The secret is optional, but one written as an unset $VARIABLE is a mistake, not a request
+	// to generate one; and a short one makes check-in tokens guessable.
+	if n := len(ctl.Checkin.Secret); (n > 0 && n < minCheckinSecret) || len(r.unset["controller.checkin.secret"]) > 0 {
+		r.add("controller.checkin.secret", "must be at least %d characters, got %d (generate one with: openssl rand -hex 32)", minCheckinSecret, n)
+	}
 
 	positive(r, "controller.reconciliation.interval", ctl.Reconciliation.Interval)
 
 	hosts := validateHosts(r, ctl.Autoscale.Hosts)
 	validateGroups(r, "controller.autoscale.groups", ctl.Autoscale.Groups, hosts, baseDir)
 }
+
+// minCheckinSecret is the shortest check-in secret accepted.
+const minCheckinSecret = 32
 
 func validateVersion(r *report, path, v string) {
 	if r.required(path, v, "this build understands "+Version) && v != Version {
@@ -257,6 +265,24 @@ func validateGroup(r *report, p, name string, g *Group, hosts []string, baseDir 
 
 	staticAddrs := validateNetworking(r, p+".networking", g.Networking)
 	validateScaling(r, p+".scaling", g.Scaling, staticAddrs)
+	validateHealth(r, p+".health", g.Health)
+}
+
+func validateHealth(r *report, p string, h Health) {
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{{"bootTimeout", h.BootTimeout}, {"heartbeatInterval", h.HeartbeatInterval}, {"heartbeatTimeout", h.HeartbeatTimeout}, {"shutdownGrace", h.ShutdownGrace}} {
+		if d.v.Duration < 0 {
+			r.add(p+"."+d.key, "must not be negative, got %s", d.v)
+		}
+	}
+	if h.CheckinEnabled() && h.BootTimeout.Duration == 0 {
+		r.add(p+".bootTimeout", "must be greater than 0 while checkin is on (an instance that never checks in would wait forever)")
+	}
+	if h.HeartbeatTimeout.Duration > 0 && h.HeartbeatTimeout.Duration <= h.HeartbeatInterval.Duration {
+		r.add(p, "heartbeatTimeout (%s) must be longer than heartbeatInterval (%s), or every instance would look silent", h.HeartbeatTimeout, h.HeartbeatInterval)
+	}
 }
 
 func validateDomain(r *report, p string, d *DomainShape) {

@@ -18,6 +18,10 @@ import (
 // could destroy somebody else's VM.
 var ErrForeignDomain = errors.New("domain is not a PremiScale instance")
 
+// ErrInvalidSpec marks a domain spec that libvirt (or our own checks) rejects as such: retrying
+// the same spec cannot succeed.
+var ErrInvalidSpec = errors.New("invalid domain spec")
+
 // DomainState is a domain's lifecycle state, as libvirt names it.
 type DomainState string
 
@@ -82,7 +86,7 @@ type Domain struct {
 // PremiScale's instance of spec.Group is refused with ErrForeignDomain.
 func (c *Conn) EnsureDomainRunning(ctx context.Context, spec DomainSpec) (created bool, err error) {
 	if err := validateSpec(spec); err != nil {
-		return false, err
+		return false, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}
 	unlock, err := c.names.lock(ctx, "domain/"+spec.Name)
 	if err != nil {
@@ -111,6 +115,9 @@ func (c *Conn) EnsureDomainRunning(ctx context.Context, spec DomainSpec) (create
 			// (libvirt then says "already exists with uuid"): that is success.
 			again, found, lerr := c.lookupDomain(ctx, spec.Name)
 			if lerr != nil || !found {
+				if hasCode(err, golibvirt.ErrXMLError, golibvirt.ErrXMLDetail, golibvirt.ErrConfigUnsupported) {
+					err = fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+				}
 				return false, err
 			}
 			if err := c.checkOwner(ctx, again, spec.Group); err != nil {

@@ -2,6 +2,7 @@ package libvirt
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/xml"
 	"fmt"
 	"strings"
@@ -53,13 +54,15 @@ type DomainSpec struct {
 	// Network is "" for no interface, "user" for user-mode networking,
 	// otherwise the name of a libvirt network.
 	Network string
+	// MAC is the interface's hardware address; empty lets libvirt pick one.
+	MAC string
 }
 
 // DomainXML renders spec as libvirt domain XML. diskPaths holds the host path
 // of each of spec.Disks, in order. It does no I/O.
 func DomainXML(spec DomainSpec, diskPaths []string) (string, error) {
 	if err := validateSpec(spec); err != nil {
-		return "", err
+		return "", fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}
 	if len(diskPaths) != len(spec.Disks) {
 		return "", fmt.Errorf("domain %s: %d disks but %d disk paths", spec.Name, len(spec.Disks), len(diskPaths))
@@ -150,6 +153,9 @@ func DomainXML(spec DomainSpec, diskPaths []string) (string, error) {
 			Source: &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: spec.Network}},
 			Model:  &libvirtxml.DomainInterfaceModel{Type: "virtio"},
 		}}
+	}
+	if spec.MAC != "" && len(dom.Devices.Interfaces) > 0 {
+		dom.Devices.Interfaces[0].MAC = &libvirtxml.DomainInterfaceMAC{Address: spec.MAC}
 	}
 
 	out, err := dom.Marshal()
@@ -283,4 +289,12 @@ func parseMetadata(doc string) (instanceMetadata, error) {
 		}
 		return m, nil
 	}
+}
+
+// InstanceMAC derives a stable, locally administered MAC address (in QEMU's 52:54:00 range)
+// from an instance name, so the address the seed's network-config matches on is the one the
+// domain gets, on every retry of its launch.
+func InstanceMAC(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", sum[0], sum[1], sum[2])
 }

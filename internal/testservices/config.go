@@ -40,6 +40,8 @@ func WriteAgentConfig(t testing.TB, group, host, scaling string) AgentConfig {
         domain: {vcpus: 1, memory: 128}
         hosts: [%[3]s]
         networking: {type: ignore}
+        # The test driver's domains run no guest, so nothing would ever check in.
+        health: {checkin: false}
         scaling: %[4]s`, group, TestPool, host, scaling)
 	}
 	doc := fmt.Sprintf(`version: v1alpha1
@@ -56,6 +58,7 @@ controller:
     timeseries:
       type: influxdb
       connection: {url: %[9]q, database: %[10]q}
+  checkin: {listen: "127.0.0.1:%[13]d", url: "http://127.0.0.1:%[13]d"}
   reconciliation: {interval: 2s}
   autoscale:
     hosts:
@@ -64,7 +67,7 @@ controller:
     groups: %[12]s
 `, dir, FreePort(t), TemporalAddress(t), "tq-"+UniqueName(t, "q"),
 		mysql.Connection.URL, mysql.Connection.Database, mysql.Connection.Credentials.Username, mysql.Connection.Credentials.Password,
-		influx.Connection.URL, influx.Connection.Database, host, groups)
+		influx.Connection.URL, influx.Connection.Database, host, groups, FreePort(t))
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
