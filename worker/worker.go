@@ -38,6 +38,8 @@ type Options struct {
 	StartGroups bool
 	// Hosts limits the hosts this agent serves; empty serves every host in the config.
 	Hosts []string
+	// Ready, if set, is called by Run once the agent is fully started.
+	Ready func() error
 }
 
 // Agent is a running PremiScale worker.
@@ -316,6 +318,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	defer a.Close()
 	if err := a.Start(ctx); err != nil {
 		return err
+	}
+	if opts.Ready != nil {
+		if err := opts.Ready(); err != nil {
+			return err
+		}
 	}
 	<-ctx.Done()
 	a.log.Info("shutting down")

@@ -61,7 +61,7 @@ func runAgent(cmd *cobra.Command, g *globalFlags) error {
 		fmt.Fprintf(cmd.ErrOrStderr(), "premiscale agent running (pid %d); logs: %s\n", os.Getpid(), logFile)
 	}
 	logger.Info("agent starting", "version", version, "config", g.configPath, "pid_file", pidFile)
-	if err := worker.Run(cmd.Context(), cfg, worker.Options{Logger: logger, StartGroups: true}); err != nil {
+	if err := worker.Run(cmd.Context(), cfg, worker.Options{Logger: logger, StartGroups: true, Ready: lock.writePid}); err != nil {
 		logger.Error("agent stopped", "error", err)
 		return err
 	}
@@ -97,13 +97,15 @@ func daemonize(cmd *cobra.Command, pidFile, logFile string) error {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- child.Wait() }()
-	deadline := time.After(15 * time.Second)
+	// The child writes its pid once it is fully started (connected, workers running), so a bad
+	// password or an unreachable Temporal is reported here rather than only in the log.
+	deadline := time.After(2 * time.Minute)
 	for {
 		select {
 		case err := <-exited:
 			return fmt.Errorf("background agent exited during start-up (%v); see %s", err, logFile)
 		case <-deadline:
-			return fmt.Errorf("background agent (pid %d) did not write %s within 15s; see %s", child.Process.Pid, pidFile, logFile)
+			return fmt.Errorf("background agent (pid %d) did not finish starting within 2m; see %s", child.Process.Pid, logFile)
 		case <-time.After(100 * time.Millisecond):
 		}
 		if b, err := os.ReadFile(pidFile); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(child.Process.Pid) {
@@ -132,19 +134,28 @@ func lockPidFile(path string) (*pidLock, error) {
 		b, _ := os.ReadFile(path)
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("another premiscale agent (pid %s) is running with pid file %s", strings.TrimSpace(string(b)), path)
+			pid := strings.TrimSpace(string(b))
+			if pid == "" {
+				pid = "still starting"
+			}
+			return nil, fmt.Errorf("another premiscale agent (pid %s) is running with pid file %s", pid, path)
 		}
 		return nil, fmt.Errorf("lock pid file %s: %w", path, err)
 	}
+	// Until the agent is ready the file is held but empty: a stale pid must not look current.
 	if err := f.Truncate(0); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("write pid file %s: %w", path, err)
 	}
-	if _, err := f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write pid file %s: %w", path, err)
-	}
 	return &pidLock{f: f, path: path}, nil
+}
+
+// writePid records this process in the locked pid file.
+func (l *pidLock) writePid() error {
+	if _, err := l.f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0); err != nil {
+		return fmt.Errorf("write pid file %s: %w", l.path, err)
+	}
+	return nil
 }
 
 func (l *pidLock) release() {

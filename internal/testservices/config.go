@@ -17,8 +17,6 @@ const TestPool = "default-pool"
 type AgentConfig struct {
 	// Group and Host name the one group and the one test:///default host; empty means no group.
 	Group, Host string
-	// Scaling is the group's scaling mapping in YAML flow style, e.g. "{minNodes: 1, maxNodes: 3}".
-	Scaling string
 	// Path is where the config file was written; Config is the file loaded.
 	Path   string
 	Config *config.Config
@@ -29,20 +27,47 @@ type AgentConfig struct {
 // loads it through the real loader. The group's image is "<TestPool>/<group>-base.qcow2".
 func WriteAgentConfig(t testing.TB, group, host, scaling string) AgentConfig {
 	t.Helper()
-	mysql := MySQL(t)
-	influx := Influx(t)
-	dir := t.TempDir()
-	groups := "{}"
+	body := ""
 	if group != "" {
-		groups = fmt.Sprintf(`
-      %[1]s:
-        image: %[2]s/%[1]s-base.qcow2
+		body = fmt.Sprintf(`
+        image: %[1]s/%[2]s-base.qcow2
         domain: {vcpus: 1, memory: 128}
         hosts: [%[3]s]
         networking: {type: ignore}
         # The test driver's domains run no guest, so nothing would ever check in.
         health: {checkin: false}
-        scaling: %[4]s`, group, TestPool, host, scaling)
+        scaling: %[4]s`, TestPool, group, host, scaling)
+	}
+	return WriteAgentConfigFor(t, AgentOptions{Group: group, Host: host, URI: "test:///default", GroupBody: body})
+}
+
+// AgentOptions shape a test agent config.
+type AgentOptions struct {
+	Group, Host, URI string
+	// GroupBody is the group's mapping: YAML lines indented by 8 spaces, starting with a newline.
+	GroupBody string
+	// CheckinURL is the base URL guests use; empty means the check-in listener's own address.
+	CheckinURL string
+	// CheckinPort is the check-in listener's port; 0 picks a free one.
+	CheckinPort int
+}
+
+// WriteAgentConfigFor writes and loads an agent config on the real test services for any
+// libvirt URI and group body.
+func WriteAgentConfigFor(t testing.TB, o AgentOptions) AgentConfig {
+	t.Helper()
+	mysql := MySQL(t)
+	influx := Influx(t)
+	dir := t.TempDir()
+	groups := "{}"
+	if o.Group != "" {
+		groups = "\n      " + o.Group + ":" + o.GroupBody
+	}
+	if o.CheckinPort == 0 {
+		o.CheckinPort = FreePort(t)
+	}
+	if o.CheckinURL == "" {
+		o.CheckinURL = fmt.Sprintf("http://127.0.0.1:%d", o.CheckinPort)
 	}
 	doc := fmt.Sprintf(`version: v1alpha1
 controller:
@@ -58,16 +83,16 @@ controller:
     timeseries:
       type: influxdb
       connection: {url: %[9]q, database: %[10]q}
-  checkin: {listen: "127.0.0.1:%[13]d", url: "http://127.0.0.1:%[13]d"}
+  checkin: {listen: "127.0.0.1:%[13]d", url: %[14]q}
   reconciliation: {interval: 2s}
   autoscale:
     hosts:
       - name: %[11]s
-        uri: test:///default
+        uri: %[15]s
     groups: %[12]s
 `, dir, FreePort(t), TemporalAddress(t), "tq-"+UniqueName(t, "q"),
 		mysql.Connection.URL, mysql.Connection.Database, mysql.Connection.Credentials.Username, mysql.Connection.Credentials.Password,
-		influx.Connection.URL, influx.Connection.Database, host, groups, FreePort(t))
+		influx.Connection.URL, influx.Connection.Database, o.Host, groups, o.CheckinPort, o.CheckinURL, o.URI)
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
@@ -76,7 +101,7 @@ controller:
 	if err != nil {
 		t.Fatalf("test config does not load: %v\n%s", err, doc)
 	}
-	return AgentConfig{Group: group, Host: host, Scaling: scaling, Path: path, Config: cfg}
+	return AgentConfig{Group: o.Group, Host: o.Host, Path: path, Config: cfg}
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that nothing listened on a moment ago.
