@@ -10,6 +10,7 @@ import (
 
 	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/metrics"
+	"github.com/premiscale/premiscale/internal/policy"
 	"github.com/premiscale/premiscale/internal/state"
 )
 
@@ -20,20 +21,24 @@ type Activities struct {
 	Logger  *slog.Logger
 }
 
-// MetricsQuery asks for a group's mean utilisation over a window.
-type MetricsQuery struct {
-	Group  string
+// CheckQuery is one check's metric to read.
+type CheckQuery struct {
+	Name string
+	// Metric is cpu, memory or query.
+	Metric string
+	// Query is the Flux template of a query check ({{.Group}}, {{.Window}}).
+	Query  string
 	Window time.Duration
-	// Metrics names the metrics wanted: "cpu", "memory".
-	Metrics []string
-	// Exclude lists instances whose samples must not count (for example, still booting).
-	Exclude []string
 }
 
-// MetricsResult holds the mean of each metric that had data, and how many instances reported.
-type MetricsResult struct {
-	Values    map[string]float64
-	Instances map[string]int
+// ReadChecksParams asks for the readings of a group's checks.
+type ReadChecksParams struct {
+	Group  string
+	Checks []CheckQuery
+	// Exclude lists instances whose samples must not count (still booting, retiring).
+	Exclude []string
+	// Running is how many instances should have reported; fewer makes a reading partial.
+	Running int
 }
 
 // GroupRecord is a group's row in the state database.
@@ -52,13 +57,20 @@ type InstanceRecord struct {
 
 // ScalingEventRecord is one entry of the decision log.
 type ScalingEventRecord struct {
-	Key        string
-	Group      string
-	At         time.Time
-	From, To   int
-	Metrics    map[string]float64
-	Reason     string
-	Action     string
+	Key      string
+	Group    string
+	At       time.Time
+	From, To int
+	// Metrics holds each check's input value.
+	Metrics map[string]float64
+	Reason  string
+	Action  string
+	// Outcome says what was done: acted, held, paused, dry-run, deleting.
+	Outcome string
+	// Winner names the check whose recommendation won.
+	Winner string
+	// Checks is every check's input and recommendation.
+	Checks     []policy.CheckResult
 	WorkflowID string
 	RunID      string
 }

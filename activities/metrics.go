@@ -3,31 +3,57 @@ package activities
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/premiscale/premiscale/internal/config"
+	"github.com/premiscale/premiscale/internal/policy"
 )
 
-// metricFields maps a policy metric name to its InfluxDB field.
+// metricFields maps a built-in check metric to its InfluxDB field.
 var metricFields = map[string]string{
-	"cpu":    "cpu_percent",
-	"memory": "memory_percent",
+	policy.MetricCPU:    "cpu_percent",
+	policy.MetricMemory: "memory_percent",
 }
 
-// QueryGroupMetrics reads the group's mean utilisation per metric over the window.
-// A metric with no samples is left out of Values: the decision treats that as missing data.
-func (a *Activities) QueryGroupMetrics(ctx context.Context, q MetricsQuery) (MetricsResult, error) {
-	res := MetricsResult{Values: map[string]float64{}, Instances: map[string]int{}}
-	for _, name := range q.Metrics {
-		field, ok := metricFields[name]
-		if !ok {
-			return res, fmt.Errorf("query metrics of group %s: unknown metric %q", q.Group, name)
-		}
-		m, err := a.Metrics.GroupMean(ctx, q.Group, field, q.Window, q.Exclude)
+// ReadChecks reads every check's metric over its window. A check whose read fails gets a
+// reading with Err set rather than failing the activity: each check has its own onError rule.
+func (a *Activities) ReadChecks(ctx context.Context, p ReadChecksParams) (map[string]policy.Reading, error) {
+	out := make(map[string]policy.Reading, len(p.Checks))
+	for _, c := range p.Checks {
+		r, err := a.readCheck(ctx, p, c)
 		if err != nil {
-			return res, fmt.Errorf("query %s of group %s over %s: %w", name, q.Group, q.Window, err)
+			r = policy.Reading{Err: err.Error()}
+			a.Logger.Warn("check could not be read", "group", p.Group, "check", c.Name, "error", err)
 		}
-		res.Instances[name] = m.Instances
-		if m.Instances > 0 {
-			res.Values[name] = m.Value
-		}
+		out[c.Name] = r
 	}
-	return res, nil
+	return out, nil
 }
+
+func (a *Activities) readCheck(ctx context.Context, p ReadChecksParams, c CheckQuery) (policy.Reading, error) {
+	if c.Metric == policy.MetricQuery {
+		flux, err := config.RenderQuery(c.Query, p.Group, c.Window)
+		if err != nil {
+			return policy.Reading{}, fmt.Errorf("check %s: %w", c.Name, err)
+		}
+		v, ok, err := a.Metrics.Query(ctx, flux)
+		if err != nil {
+			return policy.Reading{}, fmt.Errorf("check %s: run query: %w", c.Name, err)
+		}
+		// The query bounds its own time range, so what it returns is current by construction.
+		return policy.Reading{Value: v, HasData: ok, Newest: time.Now()}, nil
+	}
+	field, ok := metricFields[c.Metric]
+	if !ok {
+		return policy.Reading{}, fmt.Errorf("check %s: unknown metric %q", c.Name, c.Metric)
+	}
+	m, err := a.Metrics.GroupMean(ctx, p.Group, field, c.Window, p.Exclude)
+	if err != nil {
+		return policy.Reading{}, fmt.Errorf("check %s: mean %s of group %s over %s: %w", c.Name, field, p.Group, c.Window, err)
+	}
+	return policy.Reading{
+		Value: m.Value, HasData: m.Instances > 0, Newest: m.Newest,
+		Partial: m.Instances > 0 && m.Instances < p.Running,
+	}, nil
+}
+

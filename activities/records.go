@@ -45,9 +45,14 @@ func (a *Activities) RecordInstance(ctx context.Context, r InstanceRecord) error
 
 // RecordScalingEvent appends to the decision log; a retry with the same key adds nothing.
 func (a *Activities) RecordScalingEvent(ctx context.Context, e ScalingEventRecord) error {
-	_, err := a.Store.RecordScalingEvent(ctx, state.ScalingEvent{
+	checks, err := json.Marshal(e.Checks)
+	if err != nil {
+		return fmt.Errorf("encode checks of the %s decision: %w", e.Group, err)
+	}
+	_, err = a.Store.RecordScalingEvent(ctx, state.ScalingEvent{
 		Key: e.Key, Group: e.Group, At: e.At, From: e.From, To: e.To, Metrics: e.Metrics,
-		Reason: e.Reason, Action: e.Action, WorkflowID: e.WorkflowID, RunID: e.RunID,
+		Reason: e.Reason, Action: e.Action, Outcome: e.Outcome, Winner: e.Winner, Checks: checks,
+		WorkflowID: e.WorkflowID, RunID: e.RunID,
 	})
 	return err
 }

@@ -205,7 +205,7 @@ func (f *fixture) deleteGroup(ctl *groupctl.Client) {
 }
 
 func TestGroupFollowsLoadOnRealServices(t *testing.T) {
-	f := newFixture(t, "{minNodes: 1, maxNodes: 4, increment: 2, cooldown: 0, resourceTarget: {cpu: 50}}")
+	f := newFixture(t, "{minNodes: 1, maxNodes: 4, increment: 2, cooldown: 0, scaleIn: {stabilizationWindow: 0}, resourceTarget: {cpu: 50}}")
 	a := f.startAgent()
 	defer a.Close()
 	ctl := a.Groups()

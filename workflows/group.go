@@ -2,12 +2,9 @@ package workflows
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
-	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/premiscale/premiscale/activities"
@@ -19,18 +16,26 @@ import (
 const defaultEvaluationsPerRun = 500
 
 // GroupState is the whole state of a group workflow. It is the workflow's argument, so
-// continue-as-new carries it over exactly.
+// continue-as-new carries it over exactly: policy clocks, the stabilization window, sequence
+// numbers, protected instances and operator requests not yet applied.
 type GroupState struct {
 	Spec GroupSpec
 	// NextSeq is the last instance sequence number used; names are "<group>-<seq>".
 	NextSeq   int
 	Instances []InstanceRef
-	// LastActionAt is when the group last changed size (cooldown clock).
-	LastActionAt time.Time
+	// Policy is the scaling engine's memory: cooldown clocks, recent recommendations, changes.
+	Policy       policy.State
 	LastDecision *DecisionRecord
 	// Evaluations counts evaluations over the group's whole life.
 	Evaluations int
 	Deleting    bool
+	Paused      bool
+	// Desired is an operator's explicit size (group scale --desired), applied at the next
+	// evaluation; 0 with DesiredSet false means none pending.
+	Desired    int
+	DesiredSet bool
+	// Launches tracks consecutive launch failures and the back-off they caused.
+	Launches LaunchHealth
 	// EvaluationsPerRun overrides defaultEvaluationsPerRun (tests use a small value).
 	EvaluationsPerRun int
 	// PendingReplacements counts failed instances to replace at the next evaluation (reported
@@ -39,6 +44,13 @@ type GroupState struct {
 	// SequenceLoaded is set once the highest sequence used by an earlier incarnation of the
 	// group was read from the state database, so names never repeat across incarnations.
 	SequenceLoaded bool
+}
+
+// LaunchHealth is the group's memory of failing launches.
+type LaunchHealth struct {
+	ConsecutiveFailures int       `json:"consecutiveFailures"`
+	LastError           string    `json:"lastError,omitempty"`
+	BlockedUntil        time.Time `json:"blockedUntil,omitzero"`
 }
 
 // InstanceRef is the group's view of one of its instances.
@@ -50,17 +62,20 @@ type InstanceRef struct {
 	LaunchedAt time.Time `json:"launchedAt"`
 	Reason     string    `json:"reason,omitempty"`
 	Address    string    `json:"address,omitempty"`
+	Protected  bool      `json:"protected,omitempty"`
 }
 
 // DecisionRecord is the latest evaluation, as shown by status.
 type DecisionRecord struct {
-	At          time.Time          `json:"at"`
-	Action      string             `json:"action"`
-	From        int                `json:"from"`
-	To          int                `json:"to"`
-	Recommended int                `json:"recommended"`
-	Reason      string             `json:"reason"`
-	Metrics     map[string]float64 `json:"metrics,omitempty"`
+	At          time.Time            `json:"at"`
+	Action      string               `json:"action"`
+	From        int                  `json:"from"`
+	To          int                  `json:"to"`
+	Recommended int                  `json:"recommended"`
+	Winner      string               `json:"winner,omitempty"`
+	Reason      string               `json:"reason"`
+	Outcome     string               `json:"outcome"`
+	Checks      []policy.CheckResult `json:"checks,omitempty"`
 }
 
 // GroupStatus is the answer to QueryStatus.
@@ -71,8 +86,11 @@ type GroupStatus struct {
 	Desired      int             `json:"desired"`
 	Current      int             `json:"current"`
 	Deleting     bool            `json:"deleting"`
+	Paused       bool            `json:"paused"`
+	DryRun       bool            `json:"dryRun"`
 	Instances    []InstanceRef   `json:"instances"`
 	LastDecision *DecisionRecord `json:"lastDecision,omitempty"`
+	Launches     LaunchHealth    `json:"launches"`
 	Evaluations  int             `json:"evaluations"`
 }
 
@@ -91,6 +109,8 @@ type group struct {
 	wfID   string
 	runID  string
 	logger log.Logger
+	// wake is signalled by update handlers so the main loop acts at once.
+	wake workflow.Channel
 }
 
 // GroupWorkflow keeps one autoscaling group at the size its policy asks for: every interval it
@@ -98,19 +118,23 @@ type group struct {
 // InstanceWorkflow child) to match. It ends only when the group is deleted.
 func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 	info := workflow.GetInfo(ctx)
-	g := &group{st: st, wfID: info.WorkflowExecution.ID, runID: info.WorkflowExecution.RunID, logger: workflow.GetLogger(ctx)}
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (GroupStatus, error) { return g.status(), nil }); err != nil {
-		return fmt.Errorf("register status query: %w", err)
+	g := &group{
+		st: st, wfID: info.WorkflowExecution.ID, runID: info.WorkflowExecution.RunID,
+		logger: workflow.GetLogger(ctx), wake: workflow.NewBufferedChannel(ctx, 1),
+	}
+	if err := g.registerHandlers(ctx); err != nil {
+		return err
 	}
 	specCh := workflow.GetSignalChannel(ctx, SignalSpec)
 	deleteCh := workflow.GetSignalChannel(ctx, SignalDelete)
 	instanceCh := workflow.GetSignalChannel(ctx, SignalInstanceStatus)
+	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
+	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
 
-	dbCtx := workflow.WithActivityOptions(ctx, databaseActivityOptions)
 	var a *activities.Activities
 	if !g.st.SequenceLoaded {
 		var last int
-		if err := workflow.ExecuteActivity(dbCtx, a.LastInstanceSequence, g.st.Spec.Name).Get(ctx, &last); err != nil {
+		if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.LastInstanceSequence, g.st.Spec.Name).Get(ctx, &last); err != nil {
 			return fmt.Errorf("read the last instance number of group %s: %w", g.st.Spec.Name, err)
 		}
 		g.st.NextSeq = max(g.st.NextSeq, last)
@@ -125,15 +149,19 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 	for runEvaluations := 0; ; runEvaluations++ {
 		if g.st.Deleting && len(g.st.Instances) == 0 {
 			rec := activities.GroupRecord{Name: g.st.Spec.Name, At: workflow.Now(ctx)}
-			if err := workflow.ExecuteActivity(dbCtx, a.MarkGroupDeleted, rec).Get(ctx, nil); err != nil {
+			if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.MarkGroupDeleted, rec).Get(ctx, nil); err != nil {
 				g.logger.Warn("could not mark group deleted", "group", g.st.Spec.Name, "error", err)
 			}
 			g.logger.Info("group deleted", "group", g.st.Spec.Name)
 			return nil
 		}
 		if runEvaluations >= perRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-			// Signals that arrived but were not read would be lost with this run.
-			g.drain(ctx, specCh, deleteCh, instanceCh)
+			// Updates in flight finish first; signals that arrived but were not read would be
+			// lost with this run, so they are applied now.
+			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+				return err
+			}
+			g.drain(ctx, specCh, deleteCh, instanceCh, pauseCh, resumeCh)
 			return workflow.NewContinueAsNewError(ctx, GroupWorkflow, g.st)
 		}
 		g.evaluate(ctx)
@@ -143,14 +171,30 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 		for wake := false; !wake; {
 			sel := workflow.NewSelector(ctx)
 			sel.AddFuture(timer, func(workflow.Future) { wake = true })
-			sel.AddReceive(specCh, func(c workflow.ReceiveChannel, _ bool) { g.applySpec(ctx, c) })
+			sel.AddReceive(specCh, func(c workflow.ReceiveChannel, _ bool) {
+				var spec GroupSpec
+				c.Receive(ctx, &spec)
+				g.applySpec(ctx, spec)
+			})
 			sel.AddReceive(deleteCh, func(c workflow.ReceiveChannel, _ bool) {
 				c.Receive(ctx, nil)
 				g.st.Deleting = true
 				wake = true
 			})
+			sel.AddReceive(pauseCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); g.setPaused(true) })
+			sel.AddReceive(resumeCh, func(c workflow.ReceiveChannel, _ bool) {
+				c.Receive(ctx, nil)
+				g.setPaused(false)
+				wake = true
+			})
+			sel.AddReceive(g.wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); wake = true })
 			sel.AddReceive(instanceCh, func(c workflow.ReceiveChannel, _ bool) {
-				g.applyInstanceStatus(ctx, c)
+				var st InstanceStatus
+				c.Receive(ctx, &st)
+				if g.applyStatus(ctx, st) && !g.st.Deleting {
+					g.logger.Info("replacing failed instance", "instance", st.Name, "reason", st.Reason)
+					g.launchUpTo(ctx, 1, "replacement of "+st.Name)
+				}
 				wake = g.st.Deleting && len(g.st.Instances) == 0
 			})
 			sel.Select(ctx)
@@ -159,14 +203,7 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 	}
 }
 
-var databaseActivityOptions = workflow.ActivityOptions{
-	StartToCloseTimeout: 30 * time.Second,
-	RetryPolicy: &temporal.RetryPolicy{
-		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
-	},
-}
-
-func (g *group) drain(ctx workflow.Context, specCh, deleteCh, instanceCh workflow.ReceiveChannel) {
+func (g *group) drain(ctx workflow.Context, specCh, deleteCh, instanceCh, pauseCh, resumeCh workflow.ReceiveChannel) {
 	for {
 		var spec GroupSpec
 		if !specCh.ReceiveAsync(&spec) {
@@ -179,62 +216,32 @@ func (g *group) drain(ctx workflow.Context, specCh, deleteCh, instanceCh workflo
 		if !instanceCh.ReceiveAsync(&st) {
 			break
 		}
-		if g.applyStatus(st) {
+		if g.applyStatus(ctx, st) {
 			g.st.PendingReplacements++
 		}
 	}
 	for deleteCh.ReceiveAsync(nil) {
 		g.st.Deleting = true
 	}
+	// Pause and resume are applied in the order the channels give; a pause and a resume in
+	// the same drain leave the group as the later channel says, which is resume.
+	for pauseCh.ReceiveAsync(nil) {
+		g.st.Paused = true
+	}
+	for resumeCh.ReceiveAsync(nil) {
+		g.st.Paused = false
+	}
 }
 
-func (g *group) applySpec(ctx workflow.Context, c workflow.ReceiveChannel) {
-	var spec GroupSpec
-	c.Receive(ctx, &spec)
+func (g *group) applySpec(ctx workflow.Context, spec GroupSpec) {
 	g.st.Spec = spec
 	g.logger.Info("group spec updated", "group", spec.Name, "min", spec.Policy.Min, "max", spec.Policy.Max)
 	g.recordGroup(ctx)
 }
 
-func (g *group) applyInstanceStatus(ctx workflow.Context, c workflow.ReceiveChannel) {
-	var st InstanceStatus
-	c.Receive(ctx, &st)
-	if g.applyStatus(st) && !g.st.Deleting {
-		g.logger.Info("replacing failed instance", "instance", st.Name, "reason", st.Reason)
-		g.launch(ctx)
-	}
-}
-
-// applyStatus moves an instance forward; late or repeated reports never move it back. It
-// reports whether the instance failed in a way that calls for a replacement.
-func (g *group) applyStatus(st InstanceStatus) (replace bool) {
-	for i, ref := range g.st.Instances {
-		if ref.Name != st.Name {
-			continue
-		}
-		if st.Address != "" {
-			g.st.Instances[i].Address = st.Address
-		}
-		switch st.State {
-		case StateTerminated, StateFailed:
-			g.st.Instances = append(g.st.Instances[:i], g.st.Instances[i+1:]...)
-			if st.State == StateFailed {
-				g.logger.Warn("instance failed", "instance", st.Name, "reason", st.Reason)
-			}
-			// A replacement only makes sense for an instance the group still wanted.
-			return st.Replace && ref.State != StateRetiring
-		case StateBooting:
-			if ref.State == StateLaunching {
-				g.st.Instances[i].State = StateBooting
-			}
-		case StateRunning:
-			if ref.State == StateLaunching || ref.State == StateBooting {
-				g.st.Instances[i].State = StateRunning
-			}
-		}
-		return false
-	}
-	return false
+func (g *group) setPaused(paused bool) {
+	g.st.Paused = paused
+	g.logger.Info("group paused state changed", "group", g.st.Spec.Name, "paused", paused)
 }
 
 func (g *group) live() int {
@@ -264,216 +271,23 @@ func (g *group) status() GroupStatus {
 		Desired:      desired,
 		Current:      g.live(),
 		Deleting:     g.st.Deleting,
+		Paused:       g.st.Paused,
+		DryRun:       g.st.Spec.DryRun,
 		Instances:    append([]InstanceRef{}, g.st.Instances...),
 		LastDecision: g.st.LastDecision,
+		Launches:     g.st.Launches,
 		Evaluations:  g.st.Evaluations,
-	}
-}
-
-func (g *group) evaluate(ctx workflow.Context) {
-	for ; g.st.PendingReplacements > 0; g.st.PendingReplacements-- {
-		if !g.st.Deleting {
-			g.launch(ctx)
-		}
-	}
-	now := workflow.Now(ctx)
-	current := g.live()
-	var d policy.Decision
-	var values map[string]float64
-	if g.st.Deleting {
-		d = policy.Decision{Action: policy.Hold, From: current, Desired: 0, Recommended: 0, Reason: "group is being deleted"}
-		if current > 0 {
-			d.Action = policy.ScaleIn
-			d.Reason = fmt.Sprintf("group is being deleted; retiring %d", current)
-		}
-	} else {
-		values = g.queryMetrics(ctx, current)
-		d = policy.Decide(g.st.Spec.Policy, policy.Input{
-			Now: now, Current: current, Metrics: values, LastAction: g.st.LastActionAt,
-		})
-	}
-	g.st.Evaluations++
-	g.st.LastDecision = &DecisionRecord{
-		At: now, Action: string(d.Action), From: d.From, To: d.Desired, Recommended: d.Recommended,
-		Reason: d.Reason, Metrics: values,
-	}
-	g.logger.Info("evaluated", "group", g.st.Spec.Name, "action", d.Action, "from", d.From, "to", d.Desired, "reason", d.Reason)
-
-	switch d.Action {
-	case policy.ScaleOut:
-		for range d.Desired - current {
-			g.launch(ctx)
-		}
-	case policy.ScaleIn:
-		g.retireNewest(ctx, current-d.Desired)
-	}
-	if d.Action != policy.Hold {
-		g.st.LastActionAt = now
-		var a *activities.Activities
-		ev := activities.ScalingEventRecord{
-			Key:   fmt.Sprintf("%s/%s/%d", g.wfID, g.runID, g.st.Evaluations),
-			Group: g.st.Spec.Name, At: now, From: d.From, To: d.Desired, Metrics: values,
-			Reason: d.Reason, Action: string(d.Action), WorkflowID: g.wfID, RunID: g.runID,
-		}
-		dbCtx := workflow.WithActivityOptions(ctx, databaseActivityOptions)
-		if err := workflow.ExecuteActivity(dbCtx, a.RecordScalingEvent, ev).Get(ctx, nil); err != nil {
-			g.logger.Warn("could not record scaling event", "group", g.st.Spec.Name, "error", err)
-		}
-	}
-	g.publish(ctx)
-}
-
-// queryMetrics returns the metric means, or nil when there are none to read or reading failed:
-// the decision then holds (and still enforces the size bounds).
-func (g *group) queryMetrics(ctx workflow.Context, current int) map[string]float64 {
-	if current == 0 || len(g.st.Spec.Policy.Targets) == 0 {
-		return nil
-	}
-	names := make([]string, 0, len(g.st.Spec.Policy.Targets))
-	for _, name := range []string{"cpu", "memory"} {
-		if _, ok := g.st.Spec.Policy.Targets[name]; ok {
-			names = append(names, name)
-		}
-	}
-	var a *activities.Activities
-	var res activities.MetricsResult
-	mctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
-	})
-	// Instances still booting have no meaningful load yet: they count as capacity, not as data.
-	var exclude []string
-	for _, ref := range g.st.Instances {
-		if ref.State != StateRunning {
-			exclude = append(exclude, ref.Name)
-		}
-	}
-	q := activities.MetricsQuery{Group: g.st.Spec.Name, Window: g.st.Spec.Window, Metrics: names, Exclude: exclude}
-	if err := workflow.ExecuteActivity(mctx, a.QueryGroupMetrics, q).Get(ctx, &res); err != nil {
-		g.logger.Warn("metrics query failed; holding", "group", g.st.Spec.Name, "error", err)
-		return nil
-	}
-	return res.Values
-}
-
-func (g *group) launch(ctx workflow.Context) {
-	address := ""
-	if g.st.Spec.Launch.Networking.Type == "static" {
-		var ok bool
-		if address, ok = g.freeAddress(); !ok {
-			g.logger.Warn("no free static address; not launching", "group", g.st.Spec.Name, "in_use", len(g.st.Instances))
-			return
-		}
-	}
-	g.st.NextSeq++
-	ref := InstanceRef{
-		Name:       fmt.Sprintf("%s-%d", g.st.Spec.Name, g.st.NextSeq),
-		Seq:        g.st.NextSeq,
-		Host:       g.pickHost(),
-		State:      StateLaunching,
-		LaunchedAt: workflow.Now(ctx),
-		Address:    address,
-	}
-	g.st.Instances = append(g.st.Instances, ref)
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID: InstanceWorkflowID(ref.Name),
-		// Instances outlive a run of their group (continue-as-new) and report back by signal.
-		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_ABANDON,
-	})
-	params := InstanceParams{
-		Name: ref.Name, Group: g.st.Spec.Name, Host: ref.Host, Index: ref.Seq, Address: address,
-		Launch: g.st.Spec.Launch, GroupWorkflowID: g.wfID,
-	}
-	child := workflow.ExecuteChildWorkflow(cctx, InstanceWorkflow, params)
-	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
-		g.logger.Warn("could not start instance workflow", "instance", ref.Name, "error", err)
-		g.applyStatus(InstanceStatus{Name: ref.Name, State: StateFailed, Reason: err.Error()})
-	}
-}
-
-// freeAddress returns the first static address no instance of the group holds. Retiring
-// instances still hold theirs: an address is free only once its VM is gone.
-func (g *group) freeAddress() (string, bool) {
-	for _, addr := range g.st.Spec.StaticAddresses {
-		used := false
-		for _, ref := range g.st.Instances {
-			if ref.Address == addr {
-				used = true
-				break
-			}
-		}
-		if !used {
-			return addr, true
-		}
-	}
-	return "", false
-}
-
-// pickHost places a new instance on the group's host with the fewest live instances; ties go
-// to the host listed first.
-func (g *group) pickHost() string {
-	best, bestCount := "", -1
-	for _, h := range g.st.Spec.Hosts {
-		n := 0
-		for _, ref := range g.st.Instances {
-			if ref.Host == h && ref.State != StateRetiring {
-				n++
-			}
-		}
-		if bestCount < 0 || n < bestCount {
-			best, bestCount = h, n
-		}
-	}
-	return best
-}
-
-// retireNewest retires the n most recently launched live instances.
-func (g *group) retireNewest(ctx workflow.Context, n int) {
-	for i := len(g.st.Instances) - 1; i >= 0 && n > 0; i-- {
-		ref := &g.st.Instances[i]
-		if !isLive(ref.State) {
-			continue
-		}
-		ref.State = StateRetiring
-		n--
-		name := ref.Name
-		err := workflow.SignalExternalWorkflow(ctx, InstanceWorkflowID(name), "", SignalRetire, nil).Get(ctx, nil)
-		if err != nil {
-			// The instance workflow is gone, so nothing is left to retire.
-			g.logger.Warn("could not signal instance to retire", "instance", name, "error", err)
-			g.applyStatus(InstanceStatus{Name: name, State: StateTerminated, Reason: err.Error()})
-		}
 	}
 }
 
 func (g *group) recordGroup(ctx workflow.Context) {
 	var a *activities.Activities
-	dbCtx := workflow.WithActivityOptions(ctx, databaseActivityOptions)
 	rec := activities.GroupRecord{Name: g.st.Spec.Name, Spec: g.st.Spec, WorkflowID: g.wfID, At: workflow.Now(ctx)}
-	if err := workflow.ExecuteActivity(dbCtx, a.RecordGroup, rec).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.RecordGroup, rec).Get(ctx, nil); err != nil {
 		g.logger.Warn("could not record group", "group", g.st.Spec.Name, "error", err)
 	}
 }
 
-// publish shows the latest decision in the Temporal UI and in search attributes.
-func (g *group) publish(ctx workflow.Context) {
-	s := g.status()
-	last := ""
-	if s.LastDecision != nil {
-		last = s.LastDecision.Action
-	}
-	if err := workflow.UpsertTypedSearchAttributes(ctx,
-		AttrGroup.ValueSet(s.Group),
-		AttrDesired.ValueSet(int64(s.Desired)),
-		AttrCurrent.ValueSet(int64(s.Current)),
-		AttrLastAction.ValueSet(last),
-	); err != nil {
-		g.logger.Warn("could not upsert search attributes", "error", err)
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "**%s**: %d running or launching, desired %d (min %d, max %d)\n\n", s.Group, s.Current, s.Desired, s.Min, s.Max)
-	if s.LastDecision != nil {
-		fmt.Fprintf(&b, "Last decision at %s: %s (%s)\n", s.LastDecision.At.Format(time.RFC3339), s.LastDecision.Action, s.LastDecision.Reason)
-	}
-	workflow.SetCurrentDetails(ctx, b.String())
+func (g *group) dbCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, databaseActivityOptions)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +33,7 @@ type fakeFleet struct {
 	events    []activities.ScalingEventRecord
 	failNext  int
 	crashed   map[string]bool
+	excluded  []string
 	lastSeen  map[string]time.Time
 }
 
@@ -59,10 +61,10 @@ func testSpec() GroupSpec {
 	return GroupSpec{
 		Name:     "web",
 		Interval: time.Minute,
-		Window:   time.Minute,
-		Policy: policy.Policy{
-			Min: 1, Max: 4, Increment: 1, Cooldown: 0,
-			Targets: map[string]float64{"cpu": 50},
+		Policy: policy.Spec{
+			Min: 1, Max: 4, Increment: 1,
+			Checks: []policy.Check{{Name: "cpu", Metric: policy.MetricCPU, Window: time.Minute,
+				Strategy: policy.Strategy{Type: policy.StrategyTarget, Target: 50}}},
 		},
 		Hosts:  []string{"h1", "h2"},
 		Launch: LaunchSpec{ImagePool: "default", ImageVolume: "base.qcow2", Domain: config.DomainShape{VCPUs: 1, Memory: 512}},
@@ -93,13 +95,14 @@ func newEnv(t *testing.T, f *fakeFleet) *testsuite.TestWorkflowEnvironment {
 			f.events = append(f.events, e)
 			return nil
 		})
-	env.OnActivity(a.QueryGroupMetrics, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, q activities.MetricsQuery) (activities.MetricsResult, error) {
+	env.OnActivity(a.ReadChecks, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, q activities.ReadChecksParams) (map[string]policy.Reading, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			res := activities.MetricsResult{Values: map[string]float64{}}
+			f.excluded = append(f.excluded, q.Exclude...)
+			res := map[string]policy.Reading{}
 			if f.cpu != nil {
-				res.Values["cpu"] = *f.cpu
+				res["cpu"] = policy.Reading{Value: *f.cpu, HasData: true}
 			}
 			return res, nil
 		})
@@ -200,9 +203,10 @@ func TestGroupScalesOutThenInThenDeletes(t *testing.T) {
 			t.Errorf("instance %s created %d times and destroyed %d times, want once each", name, f.created[name], f.destroyed[name])
 		}
 	}
-	// One event per action: 1 below-minimum launch, 3 scale-outs, 3 scale-ins, 1 delete.
-	if len(f.events) != 8 {
-		t.Errorf("recorded %d scaling events, want 8: %+v", len(f.events), f.events)
+	// One event per action (1 below-minimum launch, 3 scale-outs, 3 scale-ins, 1 delete),
+	// plus the holds that wanted to grow past the maximum.
+	if n := countActions(f.events); n != 8 {
+		t.Errorf("recorded %d scaling actions, want 8: %+v", n, f.events)
 	}
 	keys := map[string]bool{}
 	for _, e := range f.events {
@@ -221,7 +225,7 @@ func TestGroupRespectsCooldown(t *testing.T) {
 	f.setCPU(ptr(100))
 	env := newEnv(t, f)
 	spec := testSpec()
-	spec.Policy.Cooldown = 3 * time.Minute
+	spec.Policy.ScaleOutCooldown = 3 * time.Minute
 	seen := sizesAt(t, env, minutes(0.5, 1.5, 2.5, 3.5, 5.5, 6.5))
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 7*time.Minute)
 	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(spec))
@@ -254,11 +258,11 @@ func TestGroupHoldsWithoutMetrics(t *testing.T) {
 		t.Errorf("sizes %d, %d, %d; want 1, 2, 2 (reach min, then hold)", seen[0].Current, seen[1].Current, seen[2].Current)
 	}
 	last := seen[2].LastDecision
-	if last.Action != string(policy.Hold) || !strings.Contains(last.Reason, "no cpu metrics") {
+	if last.Action != string(policy.Hold) || !strings.Contains(last.Reason, "cpu no reading → hold 2") {
 		t.Errorf("decision without metrics = %+v, want a hold that says there were no cpu metrics", last)
 	}
 	if len(f.events) != 3 { // two launches to reach min, one delete
-		t.Errorf("recorded %d events, want 3 (holds are not logged as actions)", len(f.events))
+		t.Errorf("recorded %d events, want 3 (holds that want nothing are not logged)", len(f.events))
 	}
 }
 
@@ -282,17 +286,24 @@ func TestFailedLaunchIsCleanedUpAndReplaced(t *testing.T) {
 
 func TestGroupContinuesAsNewCarryingState(t *testing.T) {
 	f := newFakeFleet()
-	f.setCPU(ptr(50)) // on target: the group holds, so the run's only commands are timers
+	f.setCPU(ptr(100)) // the group wants to grow, but it is paused: nothing but timers
 	env := newEnv(t, f)
 	st := NewGroupState(testSpec())
 	st.EvaluationsPerRun = 3
 	st.SequenceLoaded = true
 	st.NextSeq = 7
 	st.Evaluations = 40
-	st.LastActionAt = time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	st.Paused = true
+	lastOut := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	st.Policy = policy.State{
+		LastScaleOut:    lastOut,
+		Recommendations: []policy.TimedSize{{At: lastOut, Size: 2}},
+		Changes:         []policy.TimedDelta{{At: lastOut, Delta: 1}},
+	}
+	st.Launches = LaunchHealth{ConsecutiveFailures: 1, LastError: "define domain: no space left"}
 	st.Instances = []InstanceRef{
-		{Name: "web-6", Seq: 6, Host: "h1", State: StateRunning},
-		{Name: "web-7", Seq: 7, Host: "h2", State: StateLaunching},
+		{Name: "web-6", Seq: 6, Host: "h1", State: StateRunning, Protected: true},
+		{Name: "web-7", Seq: 7, Host: "h2", State: StateLaunching, Address: "10.0.0.7"},
 	}
 	env.ExecuteWorkflow(GroupWorkflow, st)
 
@@ -304,18 +315,29 @@ func TestGroupContinuesAsNewCarryingState(t *testing.T) {
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
 		t.Fatalf("decode continue-as-new input: %v", err)
 	}
-	want := st
-	want.Evaluations = 43
-	if next.Evaluations != want.Evaluations || next.NextSeq != 7 || !next.LastActionAt.Equal(st.LastActionAt) {
-		t.Errorf("carried %d evaluations, next seq %d, last action %s; want 43, 7, %s", next.Evaluations, next.NextSeq, next.LastActionAt, st.LastActionAt)
+	if next.Evaluations != 43 || next.NextSeq != 7 || !next.Paused {
+		t.Errorf("carried %d evaluations, next seq %d, paused %v; want 43, 7, true", next.Evaluations, next.NextSeq, next.Paused)
 	}
-	if len(next.Instances) != 2 || next.Instances[0] != st.Instances[0] || next.Instances[1] != st.Instances[1] {
+	if !reflect.DeepEqual(next.Policy, st.Policy) || next.Launches != st.Launches {
+		t.Errorf("carried policy state %+v and launches %+v, want %+v and %+v", next.Policy, next.Launches, st.Policy, st.Launches)
+	}
+	if !reflect.DeepEqual(next.Instances, st.Instances) {
 		t.Errorf("carried instances %+v, want %+v", next.Instances, st.Instances)
 	}
-	if next.LastDecision == nil || next.LastDecision.Action != string(policy.Hold) || !next.SequenceLoaded || next.EvaluationsPerRun != 3 {
+	if next.LastDecision == nil || next.LastDecision.Outcome != OutcomePaused || !next.SequenceLoaded || next.EvaluationsPerRun != 3 {
 		t.Errorf("carried state lost the last decision or flags: %+v", next)
 	}
-	if next.Spec.Policy.Max != 4 || next.Spec.Launch.ImageVolume != "base.qcow2" {
+	if !reflect.DeepEqual(next.Spec, st.Spec) {
 		t.Errorf("carried spec changed: %+v", next.Spec)
 	}
+}
+
+func countActions(events []activities.ScalingEventRecord) int {
+	n := 0
+	for _, e := range events {
+		if e.Action != string(policy.Hold) && e.Outcome != OutcomeDryRun && e.Outcome != OutcomePaused {
+			n++
+		}
+	}
+	return n
 }

@@ -23,6 +23,13 @@ const (
 	// SignalCheckin is sent by the check-in server to an InstanceWorkflow on the VM's first
 	// check-in (cloud-init phone_home); its payload is a CheckinSignal.
 	SignalCheckin = "checkin"
+	// SignalPause stops a group from acting (it still evaluates and logs); SignalResume undoes it.
+	SignalPause  = "pause"
+	SignalResume = "resume"
+	// UpdateScale sets a group's desired size and/or bounds (a ScaleRequest).
+	UpdateScale = "scale"
+	// UpdateProtect sets or clears an instance's scale-in protection (a ProtectRequest).
+	UpdateProtect = "protect"
 	// QueryStatus returns a GroupStatus.
 	QueryStatus = "status"
 )

@@ -16,14 +16,26 @@ type GroupSpec struct {
 	Name string
 	// Interval is the time between evaluations.
 	Interval time.Duration
-	// Window is how far back the metric means reach.
-	Window time.Duration
-	Policy policy.Policy
+	Policy   policy.Spec
+	// TerminationPolicy orders scale-in: newest-first, oldest-first or unhealthy-first.
+	TerminationPolicy string
+	// MaxConcurrentLaunches bounds instances launching or booting at once; 0 = unlimited.
+	MaxConcurrentLaunches int
+	LaunchBackoff         BackoffSpec
+	// DryRun groups decide and record but never act.
+	DryRun bool
 	// Hosts are the hosts instances may be placed on, in preference order.
 	Hosts  []string
 	Launch LaunchSpec
 	// StaticAddresses is the expanded pool of networking.addresses (static networking only).
 	StaticAddresses []string
+}
+
+// BackoffSpec: after After consecutive failed launches the group waits Initial before the next,
+// doubling up to Max.
+type BackoffSpec struct {
+	After        int
+	Initial, Max time.Duration
 }
 
 // LaunchSpec is what an InstanceWorkflow needs to create, and watch, a VM.
@@ -87,13 +99,7 @@ func SpecFromConfig(cfg *config.Config, name string, g config.Group) (GroupSpec,
 	}
 	c := cfg.Controller
 	interval := c.Reconciliation.Interval.Duration
-	targets := map[string]float64{}
-	if v := g.Scaling.ResourceTarget.CPU; v > 0 {
-		targets["cpu"] = v
-	}
-	if v := g.Scaling.ResourceTarget.Memory; v > 0 {
-		targets["memory"] = v
-	}
+	sc := g.Scaling
 	health := HealthSpec{
 		Checkin:           g.Health.CheckinEnabled(),
 		BootTimeout:       g.Health.BootTimeout.Duration,
@@ -116,17 +122,16 @@ func SpecFromConfig(cfg *config.Config, name string, g config.Group) (GroupSpec,
 		}
 	}
 	return GroupSpec{
-		Name:     name,
-		Interval: interval,
-		Window:   max(interval, 2*c.Databases.CollectionInterval.Duration),
-		Policy: policy.Policy{
-			Min:       g.Scaling.MinNodes,
-			Max:       g.Scaling.MaxNodes,
-			Increment: g.Scaling.Increment,
-			Cooldown:  g.Scaling.Cooldown.Duration,
-			Targets:   targets,
+		Name:                  name,
+		Interval:              interval,
+		Policy:                g.PolicySpec(interval),
+		TerminationPolicy:     sc.TerminationPolicy,
+		MaxConcurrentLaunches: sc.MaxConcurrentLaunches,
+		LaunchBackoff: BackoffSpec{
+			After: sc.LaunchBackoff.After, Initial: sc.LaunchBackoff.Initial.Duration, Max: sc.LaunchBackoff.Max.Duration,
 		},
-		Hosts: append([]string(nil), g.Hosts...),
+		DryRun: sc.DryRun,
+		Hosts:  append([]string(nil), g.Hosts...),
 		Launch: LaunchSpec{
 			ImagePool:   g.ImagePool(),
 			ImageVolume: g.ImageVolume(),

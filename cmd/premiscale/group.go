@@ -63,6 +63,7 @@ func newGroupCommand(g *globalFlags) *cobra.Command {
 		},
 		newGroupDeleteCommand(g, gf),
 	)
+	cmd.AddCommand(newControlCommands(g, gf)...)
 	return cmd
 }
 
@@ -75,20 +76,7 @@ func newGroupCreateCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			return withGroups(cmd, g, gf, false, func(ctx context.Context, cfg *config.Config, ctl *groupctl.Client) error {
-				groups := cfg.Controller.Autoscale.Groups
-				source := g.configPath
-				if file != "" {
-					var err error
-					if groups, err = config.LoadGroupFile(file, cfg); err != nil {
-						return err
-					}
-					source = file
-				}
-				grp, ok := groups[name]
-				if !ok {
-					return fmt.Errorf("group %q is not defined in %s (groups there: %s)", name, source, strings.Join(sortedKeys(groups), ", "))
-				}
-				spec, err := workflows.SpecFromConfig(cfg, name, grp)
+				spec, err := groupSpec(cfg, name, file, g.configPath)
 				if err != nil {
 					return err
 				}
@@ -101,7 +89,7 @@ func newGroupCreateCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 					if res.Started {
 						fmt.Fprintf(w, "group %s started (workflow %s, run %s)\n", name, workflows.GroupWorkflowID(name), res.RunID)
 					} else {
-						fmt.Fprintf(w, "group %s was already running; sent it the spec from %s (applied at its next evaluation)\n", name, source)
+						fmt.Fprintf(w, "group %s was already running; sent it the new spec (applied at its next evaluation)\n", name)
 					}
 				})
 			})
@@ -219,7 +207,25 @@ func printStatus(w io.Writer, s groupctl.Status) {
 	}
 }
 
-func sortedKeys(m map[string]config.Group) []string {
+// groupSpec builds the spec of group name from the config, or from a group file when file is set.
+func groupSpec(cfg *config.Config, name, file, configPath string) (workflows.GroupSpec, error) {
+	groups := cfg.Controller.Autoscale.Groups
+	source := configPath
+	if file != "" {
+		var err error
+		if groups, err = config.LoadGroupFile(file, cfg); err != nil {
+			return workflows.GroupSpec{}, err
+		}
+		source = file
+	}
+	grp, ok := groups[name]
+	if !ok {
+		return workflows.GroupSpec{}, fmt.Errorf("group %q is not defined in %s (groups there: %s)", name, source, strings.Join(sortedKeys(groups), ", "))
+	}
+	return workflows.SpecFromConfig(cfg, name, grp)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

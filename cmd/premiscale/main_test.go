@@ -151,24 +151,8 @@ func TestGroupCommandsAgainstARunningWorker(t *testing.T) {
 	other := group + "x"
 	keepTestDriver(t, other)
 
-	logPath := filepath.Join(t.TempDir(), "worker.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	worker := exec.Command(binary, "worker", "-c", ac.Path, "--log-stdout")
-	worker.Stdout, worker.Stderr = logFile, logFile
-	if err := worker.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- worker.Wait() }()
-	defer func() {
-		if worker.ProcessState == nil {
-			worker.Process.Kill()
-		}
-	}()
+	stopWorker := startWorker(t, ac.Path)
+	defer stopWorker()
 
 	// The worker starts the config's group; wait for its first instance.
 	status := waitStatus(t, ac.Path, group, func(s statusJSON) bool {
@@ -219,28 +203,19 @@ func TestGroupCommandsAgainstARunningWorker(t *testing.T) {
 	}
 
 	// SIGTERM stops the worker cleanly.
-	if err := worker.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("worker exited with %v after SIGTERM", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Error("worker did not stop within 30s of SIGTERM")
-	}
-	if t.Failed() {
-		b, _ := os.ReadFile(logPath)
-		t.Logf("worker log:\n%s", b)
-	}
+	stopWorker()
 }
 
 type statusJSON struct {
-	Group     string `json:"group"`
-	Min       int    `json:"min"`
-	Max       int    `json:"max"`
-	Current   int    `json:"current"`
+	Group        string `json:"group"`
+	Min          int    `json:"min"`
+	Max          int    `json:"max"`
+	Current      int    `json:"current"`
+	Paused       bool   `json:"paused"`
+	LastDecision struct {
+		Outcome string `json:"outcome"`
+		Reason  string `json:"reason"`
+	} `json:"lastDecision"`
 	Instances []struct {
 		Name  string `json:"name"`
 		State string `json:"state"`

@@ -158,14 +158,22 @@ func TestFullFile(t *testing.T) {
 		{"web networking", web.Networking, Networking{Type: "static", Subnet: "192.168.5.0/24", Gateway: "192.168.5.1",
 			Addresses: []string{"192.168.5.10-192.168.5.12", "192.168.5.20"}}},
 		{"web scaling", web.Scaling, Scaling{MinNodes: 1, MaxNodes: 4, Increment: 2, Cooldown: Duration{0},
-			ResourceTarget: ResourceTarget{CPU: 50, Memory: 80.5}}},
+			ResourceTarget: ResourceTarget{CPU: 50, Memory: 80.5},
+			ScaleIn:        ScaleIn{StabilizationWindow: Duration{5 * time.Minute}},
+			// The defaults that follow other keys: maxConcurrentLaunches is the increment.
+			TerminationPolicy: "newest-first", MaxConcurrentLaunches: 2,
+			LaunchBackoff: LaunchBackoff{After: 3, Initial: Duration{30 * time.Second}, Max: Duration{10 * time.Minute}}}},
 		{"web pool", web.ImagePool(), "default"},
 		{"web volume", web.ImageVolume(), "web.qcow2"},
 		{"batch name", batch.Name, "batch-template"},
 		{"batch domain", batch.Domain, (*DomainShape)(nil)},
 		{"batch inline is not expanded", batch.CloudInit.Content, "#cloud-config\nruncmd:\n  - echo $HOME > /tmp/home\n"},
 		{"batch defaults", batch.Scaling, Scaling{MaxNodes: 2, Increment: 1, Cooldown: Duration{time.Minute},
-			ResourceTarget: ResourceTarget{Memory: 70}}},
+			ResourceTarget:    ResourceTarget{Memory: 70},
+			ScaleOut:          ScaleOut{Cooldown: Duration{time.Minute}},
+			ScaleIn:           ScaleIn{Cooldown: Duration{time.Minute}, StabilizationWindow: Duration{5 * time.Minute}},
+			TerminationPolicy: "newest-first", MaxConcurrentLaunches: 1,
+			LaunchBackoff: LaunchBackoff{After: 3, Initial: Duration{30 * time.Second}, Max: Duration{10 * time.Minute}}}},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -296,8 +304,13 @@ func TestInvalid(t *testing.T) {
 			want: []string{web + ".scaling.resourceTarget.cpu: must be a percentage in (0,100], got -5"},
 		},
 		{
-			name: "no resource target",
+			name: "nothing sizes the group",
 			yaml: edit(t, "          resourceTarget:\n            cpu: 50\n", ""),
+			want: []string{web + ".scaling: nothing sizes the group: set at least one of resourceTarget, checks or schedules"},
+		},
+		{
+			name: "empty resource target",
+			yaml: edit(t, "            cpu: 50\n", "            cpu: 0\n"),
 			want: []string{web + ".scaling.resourceTarget: at least one of cpu or memory (a utilisation percentage to aim for) must be set"},
 		},
 		{
@@ -952,6 +965,8 @@ func TestSummary(t *testing.T) {
 		"targets:    cpu 50%, memory 80.5%",
 		"hosts:      kvm1, kvm2",
 		"cloud-init: file cloud-config.yaml",
+		"scale-in:   cooldown 0s, stabilization 5m0s, retire newest-first",
+		"launches:   2 at once, back off after 3 failures (30s to 10m0s)",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("Summary lacks %q:\n%s", want, s)

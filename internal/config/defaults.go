@@ -1,8 +1,11 @@
 package config
 
 import (
+	"fmt"
 	"sort"
 	"time"
+
+	"github.com/premiscale/premiscale/internal/policy"
 )
 
 // Defaults that other packages may want to show or reuse.
@@ -29,6 +32,17 @@ const (
 	DefaultHeartbeatInterval  = 30 * time.Second
 	DefaultHeartbeatTimeout   = 2 * time.Minute
 	DefaultShutdownGrace      = 60 * time.Second
+
+	DefaultStabilizationWindow = 300 * time.Second
+	DefaultOnError             = policy.OnErrorHold
+	// DefaultTolerance is both a target check's default and the resourceTarget shorthand's.
+	DefaultTolerance         = policy.DefaultTolerance
+	DefaultThresholdStep     = 1
+	DefaultTimeZone          = "UTC"
+	DefaultTerminationPolicy = TerminateNewestFirst
+	DefaultBackoffAfter      = 3
+	DefaultBackoffInitial    = 30 * time.Second
+	DefaultBackoffMax        = 10 * time.Minute
 )
 
 // setDefault sets *field to value when the key at path was absent (or empty after expansion).
@@ -63,24 +77,57 @@ func applyDefaults(r *report, c *Config) {
 			setDefault(r, p+".protocol", &h.Protocol, DefaultProtocol)
 		}
 	}
-	applyGroupDefaults(r, "controller.autoscale.groups", ctl.Autoscale.Groups)
+	applyGroupDefaults(r, "controller.autoscale.groups", ctl.Autoscale.Groups, ctl.Reconciliation.Interval.Duration)
 }
 
 // applyGroupDefaults fills the groups of a map whose path is prefix (groups are map values, so
-// each is copied out and written back).
-func applyGroupDefaults(r *report, prefix string, groups map[string]Group) {
+// each is copied out and written back). interval is the reconciliation interval checks default
+// their window to; 0 (a group file read without its configuration) leaves windows unset, and
+// Group.PolicySpec fills them in.
+func applyGroupDefaults(r *report, prefix string, groups map[string]Group, interval time.Duration) {
 	for _, name := range sortedKeys(groups) {
 		g := groups[name]
 		p := joinPath(prefix, name)
 		setDefault(r, p+".networking.type", &g.Networking.Type, DefaultNetworkingType)
-		setDefault(r, p+".scaling.increment", &g.Scaling.Increment, DefaultIncrement)
-		setDefault(r, p+".scaling.cooldown", &g.Scaling.Cooldown, Duration{DefaultCooldown})
+		applyScalingDefaults(r, p+".scaling", &g.Scaling, interval)
 		setDefault(r, p+".health.bootTimeout", &g.Health.BootTimeout, Duration{DefaultBootTimeout})
 		setDefault(r, p+".health.heartbeatInterval", &g.Health.HeartbeatInterval, Duration{DefaultHeartbeatInterval})
 		setDefault(r, p+".health.heartbeatTimeout", &g.Health.HeartbeatTimeout, Duration{DefaultHeartbeatTimeout})
 		setDefault(r, p+".health.shutdownGrace", &g.Health.ShutdownGrace, Duration{DefaultShutdownGrace})
 		groups[name] = g
 	}
+}
+
+// applyScalingDefaults fills a group's scaling at path p. Order matters: the per-direction
+// cooldowns default to the (defaulted) cooldown, and maxConcurrentLaunches to the increment.
+func applyScalingDefaults(r *report, p string, s *Scaling, interval time.Duration) {
+	setDefault(r, p+".increment", &s.Increment, DefaultIncrement)
+	setDefault(r, p+".cooldown", &s.Cooldown, Duration{DefaultCooldown})
+	setDefault(r, p+".scaleOut.cooldown", &s.ScaleOut.Cooldown, s.Cooldown)
+	setDefault(r, p+".scaleIn.cooldown", &s.ScaleIn.Cooldown, s.Cooldown)
+	setDefault(r, p+".scaleIn.stabilizationWindow", &s.ScaleIn.StabilizationWindow, Duration{DefaultStabilizationWindow})
+	for i := range s.Checks {
+		c := &s.Checks[i]
+		cp := fmt.Sprintf("%s.checks[%d]", p, i)
+		if interval > 0 {
+			setDefault(r, cp+".window", &c.Window, Duration{interval})
+		}
+		setDefault(r, cp+".onError", &c.OnError, DefaultOnError)
+		if c.Target != nil {
+			setDefault(r, cp+".target.tolerance", &c.Target.Tolerance, DefaultTolerance)
+		}
+		if c.Threshold != nil && !r.present[cp+".threshold.step"] && !r.present[cp+".threshold.stepPercent"] {
+			c.Threshold.Step = DefaultThresholdStep
+		}
+	}
+	for i := range s.Schedules {
+		setDefault(r, fmt.Sprintf("%s.schedules[%d].timeZone", p, i), &s.Schedules[i].TimeZone, DefaultTimeZone)
+	}
+	setDefault(r, p+".terminationPolicy", &s.TerminationPolicy, DefaultTerminationPolicy)
+	setDefault(r, p+".maxConcurrentLaunches", &s.MaxConcurrentLaunches, s.Increment)
+	setDefault(r, p+".launchBackoff.after", &s.LaunchBackoff.After, DefaultBackoffAfter)
+	setDefault(r, p+".launchBackoff.initial", &s.LaunchBackoff.Initial, Duration{DefaultBackoffInitial})
+	setDefault(r, p+".launchBackoff.max", &s.LaunchBackoff.Max, Duration{DefaultBackoffMax})
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -131,6 +131,32 @@ func groupSummary(name string, g Group) string {
 		targets = append(targets, fmt.Sprintf("memory %g%%", s.ResourceTarget.Memory))
 	}
 	fmt.Fprintf(&b, "    targets:    %s\n", strings.Join(targets, ", "))
+	if len(s.Checks) > 0 {
+		checks := make([]string, len(s.Checks))
+		for i, c := range s.Checks {
+			checks[i] = fmt.Sprintf("%s (%s)", c.Name, describeCheck(c))
+		}
+		fmt.Fprintf(&b, "    checks:     %s\n", strings.Join(checks, ", "))
+	}
+	if len(s.Schedules) > 0 {
+		schedules := make([]string, len(s.Schedules))
+		for i, sc := range s.Schedules {
+			schedules[i] = fmt.Sprintf("%s (%q %s for %s: %s)", sc.Name, sc.Cron, sc.TimeZone, sc.Duration, describeOverride(sc))
+		}
+		fmt.Fprintf(&b, "    schedules:  %s\n", strings.Join(schedules, ", "))
+	}
+	fmt.Fprintf(&b, "    scale-out:  cooldown %s%s\n", s.ScaleOut.Cooldown, describeRate(s.ScaleOut.RateLimit))
+	fmt.Fprintf(&b, "    scale-in:   cooldown %s, stabilization %s%s, retire %s\n", s.ScaleIn.Cooldown, s.ScaleIn.StabilizationWindow,
+		describeRate(s.ScaleIn.RateLimit), s.TerminationPolicy)
+	concurrent := "no limit"
+	if s.MaxConcurrentLaunches > 0 {
+		concurrent = fmt.Sprintf("%d at once", s.MaxConcurrentLaunches)
+	}
+	fmt.Fprintf(&b, "    launches:   %s, back off after %d failures (%s to %s)\n", concurrent,
+		s.LaunchBackoff.After, s.LaunchBackoff.Initial, s.LaunchBackoff.Max)
+	if s.DryRun {
+		b.WriteString("    dry run:    decisions are recorded, never acted on\n")
+	}
 	fmt.Fprintf(&b, "    hosts:      %s\n", strings.Join(g.Hosts, ", "))
 	shape := "copy of domain " + g.Name
 	if g.Domain != nil {
@@ -151,4 +177,43 @@ func groupSummary(name string, g Group) string {
 	}
 	fmt.Fprintf(&b, "    cloud-init: %s\n", cloudInit)
 	return b.String()
+}
+
+func describeCheck(c Check) string {
+	metric := c.Metric
+	if metric == "" {
+		metric = "no metric"
+	}
+	switch {
+	case c.Target != nil:
+		return fmt.Sprintf("%s, target %g", metric, c.Target.Value)
+	case c.Threshold != nil:
+		return fmt.Sprintf("%s, threshold %g..%g", metric, c.Threshold.Lower, c.Threshold.Upper)
+	case c.Fixed != nil:
+		return fmt.Sprintf("fixed %d", c.Fixed.Size)
+	}
+	return metric
+}
+
+func describeOverride(sc Schedule) string {
+	var parts []string
+	for _, f := range []struct {
+		name string
+		v    *int
+	}{{"min", sc.MinNodes}, {"max", sc.MaxNodes}, {"desired", sc.Desired}} {
+		if f.v != nil {
+			parts = append(parts, fmt.Sprintf("%s %d", f.name, *f.v))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func describeRate(rl RateLimit) string {
+	switch {
+	case rl.Count > 0:
+		return fmt.Sprintf(", at most %d per %s", rl.Count, rl.Period)
+	case rl.Percent > 0:
+		return fmt.Sprintf(", at most %g%% per %s", rl.Percent, rl.Period)
+	}
+	return ""
 }

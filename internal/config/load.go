@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -66,7 +67,11 @@ func ParseGroupFile(data []byte, source string, lookupEnv func(string) (string, 
 	if err != nil {
 		return nil, err
 	}
-	applyGroupDefaults(r, "groups", gf.Groups)
+	var interval time.Duration
+	if cfg != nil {
+		interval = cfg.Controller.Reconciliation.Interval.Duration
+	}
+	applyGroupDefaults(r, "groups", gf.Groups, interval)
 	validateVersion(r, "version", gf.Version)
 	if len(gf.Groups) == 0 {
 		r.add("groups", "at least one group is required")

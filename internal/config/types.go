@@ -182,20 +182,132 @@ type Networking struct {
 	Gateway   string   `yaml:"gateway,omitempty" json:"gateway,omitempty"`
 }
 
-// Scaling is the group's size bounds and its target-tracking policy.
+// Scaling is the group's size bounds and the policy that moves it between them.
 type Scaling struct {
-	MinNodes  int `yaml:"minNodes" json:"minNodes"`
-	MaxNodes  int `yaml:"maxNodes" json:"maxNodes"`
+	MinNodes int `yaml:"minNodes" json:"minNodes"`
+	MaxNodes int `yaml:"maxNodes" json:"maxNodes"`
+	// Increment caps how many instances one evaluation adds or removes.
 	Increment int `yaml:"increment" json:"increment"`
-	// Cooldown is the time after a scale action during which no other action is taken.
-	Cooldown       Duration       `yaml:"cooldown" json:"cooldown"`
+	// Cooldown is the default of ScaleOut.Cooldown and ScaleIn.Cooldown.
+	Cooldown Duration `yaml:"cooldown" json:"cooldown"`
+	// ResourceTarget is shorthand for target-tracking checks named "cpu" and "memory".
 	ResourceTarget ResourceTarget `yaml:"resourceTarget" json:"resourceTarget"`
+	ScaleOut       ScaleOut       `yaml:"scaleOut" json:"scaleOut"`
+	ScaleIn        ScaleIn        `yaml:"scaleIn" json:"scaleIn"`
+	// Checks are combined the safe way: any scale-out beats hold, hold beats scale-in.
+	Checks []Check `yaml:"checks,omitempty" json:"checks,omitempty"`
+	// Schedules override the bounds while active; of several active ones, the last listed wins.
+	Schedules []Schedule `yaml:"schedules,omitempty" json:"schedules,omitempty"`
+	// TerminationPolicy picks the instances a scale-in retires: oldest-first, newest-first or
+	// unhealthy-first.
+	TerminationPolicy string `yaml:"terminationPolicy" json:"terminationPolicy"`
+	// MaxConcurrentLaunches caps the instances launching (not yet running) at once; 0 = no cap.
+	MaxConcurrentLaunches int           `yaml:"maxConcurrentLaunches" json:"maxConcurrentLaunches"`
+	LaunchBackoff         LaunchBackoff `yaml:"launchBackoff" json:"launchBackoff"`
+	// DryRun makes the group decide and record its decisions without acting on them.
+	DryRun bool `yaml:"dryRun" json:"dryRun"`
 }
+
+// Termination policies: which instances a scale-in retires first.
+const (
+	TerminateOldestFirst    = "oldest-first"
+	TerminateNewestFirst    = "newest-first"
+	TerminateUnhealthyFirst = "unhealthy-first"
+)
 
 // ResourceTarget holds the utilisation percentages (0,100] target tracking aims for; 0 means unset.
 type ResourceTarget struct {
 	CPU    float64 `yaml:"cpu,omitempty" json:"cpu,omitempty"`
 	Memory float64 `yaml:"memory,omitempty" json:"memory,omitempty"`
+}
+
+// ScaleOut tunes how fast the group grows.
+type ScaleOut struct {
+	// Cooldown is the wait after a scale-out before the next metric-driven one.
+	Cooldown  Duration  `yaml:"cooldown" json:"cooldown"`
+	RateLimit RateLimit `yaml:"rateLimit" json:"rateLimit"`
+}
+
+// ScaleIn tunes how fast the group shrinks.
+type ScaleIn struct {
+	// Cooldown is the wait after any size change before a metric-driven scale-in.
+	Cooldown Duration `yaml:"cooldown" json:"cooldown"`
+	// StabilizationWindow: a scale-in goes no lower than the highest recommendation within it,
+	// so a short dip does not shrink the group; 0 turns it off.
+	StabilizationWindow Duration  `yaml:"stabilizationWindow" json:"stabilizationWindow"`
+	RateLimit           RateLimit `yaml:"rateLimit" json:"rateLimit"`
+}
+
+// RateLimit allows at most Count instances, or Percent of the current size, to be added (or
+// removed) per Period. The zero value is no limit.
+type RateLimit struct {
+	Count   int      `yaml:"count,omitempty" json:"count,omitempty"`
+	Percent float64  `yaml:"percent,omitempty" json:"percent,omitempty"`
+	Period  Duration `yaml:"period" json:"period"`
+}
+
+// Check is one opinion about the group's size: a metric and a strategy that turns it into a
+// size. Exactly one of Target, Threshold and Fixed is set.
+type Check struct {
+	Name string `yaml:"name" json:"name"`
+	// Metric is cpu, memory (the group's mean utilisation, percent) or query.
+	Metric string `yaml:"metric" json:"metric"`
+	// Query is a Flux query returning one number, written as a Go text/template over {{.Group}}
+	// and {{.Window}} (see RenderQuery). It is not $VAR-expanded: templates use $ themselves.
+	Query string `yaml:"query,omitempty" json:"query,omitempty" expand:"false"`
+	// Window is the span the metric is averaged (or the query's range) over.
+	Window Duration `yaml:"window" json:"window"`
+	// Staleness: data whose newest point is older than this counts as missing; 0 = no limit.
+	Staleness Duration `yaml:"staleness" json:"staleness"`
+	// OnError is what missing, stale or failed data does: hold, fail or fallback.
+	OnError string `yaml:"onError" json:"onError"`
+	// Fallback is the size recommended on error with OnError fallback.
+	Fallback  int                `yaml:"fallback,omitempty" json:"fallback,omitempty"`
+	Target    *TargetStrategy    `yaml:"target,omitempty" json:"target,omitempty"`
+	Threshold *ThresholdStrategy `yaml:"threshold,omitempty" json:"threshold,omitempty"`
+	Fixed     *FixedStrategy     `yaml:"fixed,omitempty" json:"fixed,omitempty"`
+}
+
+// TargetStrategy sizes the group so the metric comes to Value, holding while it is within
+// Tolerance (a fraction of Value).
+type TargetStrategy struct {
+	Value     float64 `yaml:"value" json:"value"`
+	Tolerance float64 `yaml:"tolerance" json:"tolerance"`
+}
+
+// ThresholdStrategy adds a step above Upper and removes one below Lower. The step is Step
+// instances or StepPercent of the current size (rounded up, at least 1).
+type ThresholdStrategy struct {
+	Upper       float64 `yaml:"upper" json:"upper"`
+	Lower       float64 `yaml:"lower" json:"lower"`
+	Step        int     `yaml:"step,omitempty" json:"step,omitempty"`
+	StepPercent float64 `yaml:"stepPercent,omitempty" json:"stepPercent,omitempty"`
+}
+
+// FixedStrategy always recommends Size.
+type FixedStrategy struct {
+	Size int `yaml:"size" json:"size"`
+}
+
+// Schedule overrides the bounds from each time Cron fires, for Duration. Nil fields keep the
+// group's value; Desired is a floor while the schedule is active.
+type Schedule struct {
+	Name string `yaml:"name" json:"name"`
+	// Cron is a 5-field cron expression or a descriptor such as @daily, read in TimeZone.
+	Cron     string   `yaml:"cron" json:"cron"`
+	TimeZone string   `yaml:"timeZone" json:"timeZone"`
+	Duration Duration `yaml:"duration" json:"duration"`
+	MinNodes *int     `yaml:"minNodes,omitempty" json:"minNodes,omitempty"`
+	MaxNodes *int     `yaml:"maxNodes,omitempty" json:"maxNodes,omitempty"`
+	Desired  *int     `yaml:"desired,omitempty" json:"desired,omitempty"`
+}
+
+// LaunchBackoff slows launches down after failures: after After consecutive failed launches the
+// group waits Initial before the next, doubling each further failure up to Max.
+type LaunchBackoff struct {
+	After   int      `yaml:"after" json:"after"`
+	Initial Duration `yaml:"initial" json:"initial"`
+	Max     Duration `yaml:"max" json:"max"`
 }
 
 // Duration is a time.Duration written in YAML as integer seconds (60) or a Go duration ("1m30s").

@@ -264,7 +264,8 @@ func validateGroup(r *report, p, name string, g *Group, hosts []string, baseDir 
 	}
 
 	staticAddrs := validateNetworking(r, p+".networking", g.Networking)
-	validateScaling(r, p+".scaling", g.Scaling, staticAddrs)
+	validateScaling(r, p+".scaling", name, g.Scaling, staticAddrs)
+	checkPolicy(r, p+".scaling", *g)
 	validateHealth(r, p+".health", g.Health)
 }
 
@@ -488,44 +489,6 @@ func addSaturating(a, b int64) int64 {
 		return math.MaxInt64
 	}
 	return a + b
-}
-
-func validateScaling(r *report, p string, s Scaling, staticAddrs int64) {
-	minOK, maxOK := true, true
-	if s.MinNodes < 0 {
-		r.add(p+".minNodes", "must not be negative, got %d", s.MinNodes)
-		minOK = false
-	}
-	if s.MaxNodes < 1 {
-		r.add(p+".maxNodes", "must be at least 1, got %d", s.MaxNodes)
-		maxOK = false
-	}
-	minOK = minOK && r.ok(p+".minNodes")
-	maxOK = maxOK && r.ok(p+".maxNodes")
-	if minOK && maxOK && s.MinNodes > s.MaxNodes {
-		r.add(p, "minNodes (%d) is greater than maxNodes (%d)", s.MinNodes, s.MaxNodes)
-	}
-	if maxOK && staticAddrs >= 0 && int64(s.MaxNodes) > staticAddrs {
-		r.add(p+".maxNodes", "maxNodes (%d) is larger than the %d static addresses in networking.addresses", s.MaxNodes, staticAddrs)
-	}
-	if s.Increment < 1 {
-		r.add(p+".increment", "must be at least 1, got %d", s.Increment)
-	}
-	if s.Cooldown.Duration < 0 {
-		r.add(p+".cooldown", "must not be negative, got %s", s.Cooldown)
-	}
-	rt := p + ".resourceTarget"
-	for _, t := range []struct {
-		name  string
-		value float64
-	}{{"cpu", s.ResourceTarget.CPU}, {"memory", s.ResourceTarget.Memory}} {
-		if t.value != 0 && !(t.value > 0 && t.value <= 100) {
-			r.add(rt+"."+t.name, "must be a percentage in (0,100], got %v", t.value)
-		}
-	}
-	if s.ResourceTarget.CPU == 0 && s.ResourceTarget.Memory == 0 && r.ok(rt+".cpu", rt+".memory") {
-		r.add(rt, "at least one of cpu or memory (a utilisation percentage to aim for) must be set")
-	}
 }
 
 // checkHost accepts an IP address or a DNS host name.

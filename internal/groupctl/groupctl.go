@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -84,12 +85,8 @@ var ErrNotRunning = errors.New("group is not running")
 // Status queries the group's workflow.
 func (c *Client) Status(ctx context.Context, group string) (Status, error) {
 	id := workflows.GroupWorkflowID(group)
-	running, err := c.isRunning(ctx, id)
-	if err != nil {
+	if err := c.mustRun(ctx, group); err != nil {
 		return Status{}, err
-	}
-	if !running {
-		return Status{}, fmt.Errorf("group %s (workflow %s): %w", group, id, ErrNotRunning)
 	}
 	v, err := c.Temporal.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
 	if err != nil {
@@ -146,18 +143,96 @@ func (c *Client) List(ctx context.Context) ([]Status, error) {
 // Delete asks the group to retire every instance and end, and waits until it has.
 func (c *Client) Delete(ctx context.Context, group string) error {
 	id := workflows.GroupWorkflowID(group)
-	running, err := c.isRunning(ctx, id)
-	if err != nil {
+	if err := c.mustRun(ctx, group); err != nil {
 		return err
-	}
-	if !running {
-		return fmt.Errorf("delete group %s (workflow %s): %w", group, id, ErrNotRunning)
 	}
 	if err := c.Temporal.SignalWorkflow(ctx, id, "", workflows.SignalDelete, nil); err != nil {
 		return fmt.Errorf("signal group %s to delete: %w", group, err)
 	}
 	if err := c.Temporal.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
 		return fmt.Errorf("wait for group %s to finish deleting: %w", group, err)
+	}
+	return nil
+}
+
+// Scale sets the group's desired size and/or bounds. The workflow's validator rejects
+// out-of-range requests before anything is recorded; its message is returned as is.
+func (c *Client) Scale(ctx context.Context, group string, req workflows.ScaleRequest) (workflows.ScaleResult, error) {
+	var res workflows.ScaleResult
+	err := c.update(ctx, group, workflows.UpdateScale, req, &res)
+	return res, err
+}
+
+// Protect sets or clears an instance's scale-in protection.
+func (c *Client) Protect(ctx context.Context, group, instance string, protected bool) (workflows.InstanceRef, error) {
+	var res workflows.InstanceRef
+	err := c.update(ctx, group, workflows.UpdateProtect, workflows.ProtectRequest{Instance: instance, Protected: protected}, &res)
+	return res, err
+}
+
+func (c *Client) update(ctx context.Context, group, name string, arg, result any) error {
+	if err := c.mustRun(ctx, group); err != nil {
+		return err
+	}
+	h, err := c.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: workflows.GroupWorkflowID(group), UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return fmt.Errorf("group %s rejected %s: %w", group, name, err)
+	}
+	if err := h.Get(ctx, result); err != nil {
+		return fmt.Errorf("group %s rejected %s: %w", group, name, err)
+	}
+	return nil
+}
+
+// Pause stops the group from acting; it keeps evaluating and logging what it would do.
+func (c *Client) Pause(ctx context.Context, group string) error {
+	return c.signal(ctx, group, workflows.SignalPause)
+}
+
+// Resume lets a paused group act again.
+func (c *Client) Resume(ctx context.Context, group string) error {
+	return c.signal(ctx, group, workflows.SignalResume)
+}
+
+func (c *Client) signal(ctx context.Context, group, name string) error {
+	if err := c.mustRun(ctx, group); err != nil {
+		return err
+	}
+	if err := c.Temporal.SignalWorkflow(ctx, workflows.GroupWorkflowID(group), "", name, nil); err != nil {
+		return fmt.Errorf("signal %s to group %s: %w", name, group, err)
+	}
+	return nil
+}
+
+func (c *Client) mustRun(ctx context.Context, group string) error {
+	id := workflows.GroupWorkflowID(group)
+	running, err := c.isRunning(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !running {
+		return fmt.Errorf("group %s (workflow %s): %w", group, id, ErrNotRunning)
+	}
+	return nil
+}
+
+// Events returns the group's decision log since a time, oldest first.
+func (c *Client) Events(ctx context.Context, group string, since time.Time) ([]state.ScalingEvent, error) {
+	if c.Store == nil {
+		return nil, errors.New("events need the state database")
+	}
+	return c.Store.ListScalingEvents(ctx, group, since)
+}
+
+// Update sends a running group a new spec, applied at its next evaluation.
+func (c *Client) Update(ctx context.Context, spec workflows.GroupSpec) error {
+	if err := c.mustRun(ctx, spec.Name); err != nil {
+		return err
+	}
+	if err := c.Temporal.SignalWorkflow(ctx, workflows.GroupWorkflowID(spec.Name), "", workflows.SignalSpec, spec); err != nil {
+		return fmt.Errorf("send the new spec to group %s: %w", spec.Name, err)
 	}
 	return nil
 }

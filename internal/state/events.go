@@ -20,9 +20,15 @@ type ScalingEvent struct {
 	From int
 	To   int
 	// Metrics maps a metric name to the value the decision used.
-	Metrics    map[string]float64
-	Reason     string
-	Action     string
+	Metrics map[string]float64
+	Reason  string
+	Action  string
+	// Outcome is what was done about it: acted, held, paused, dry-run, deleting.
+	Outcome string
+	// Winner names the check whose recommendation won.
+	Winner string
+	// Checks is every check's input and recommendation, as JSON.
+	Checks     json.RawMessage
 	WorkflowID string
 	RunID      string
 }
@@ -51,10 +57,14 @@ func (s *Store) RecordScalingEvent(ctx context.Context, e ScalingEvent) (bool, e
 	}
 	// "id = id" makes a duplicate key a no-op that reports 0 affected rows, without INSERT
 	// IGNORE's habit of turning every other error into a warning too.
-	const q = "INSERT INTO scaling_events (event_key, group_name, `at`, from_size, to_size, metrics, reason, action, workflow_id, run_id) " +
-		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE id = id"
+	var checks any
+	if len(e.Checks) > 0 {
+		checks = string(e.Checks)
+	}
+	const q = "INSERT INTO scaling_events (event_key, group_name, `at`, from_size, to_size, metrics, reason, action, outcome, winner, checks, workflow_id, run_id) " +
+		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE id = id"
 	res, err := s.db.ExecContext(ctx, q, e.Key, e.Group, orNow(e.At), e.From, e.To, string(mj),
-		truncate(e.Reason, maxReason), e.Action, e.WorkflowID, e.RunID)
+		truncate(e.Reason, maxReason), e.Action, e.Outcome, e.Winner, checks, e.WorkflowID, e.RunID)
 	if err != nil {
 		return false, fmt.Errorf("record scaling event %s for group %s in %s: %w", e.Key, e.Group, s.where, err)
 	}
@@ -70,7 +80,7 @@ func (s *Store) ListScalingEvents(ctx context.Context, group string, since time.
 	if group == "" {
 		return nil, errors.New("list scaling events: group is empty")
 	}
-	const q = "SELECT event_key, group_name, `at`, from_size, to_size, metrics, reason, action, workflow_id, run_id " +
+	const q = "SELECT event_key, group_name, `at`, from_size, to_size, metrics, reason, action, outcome, winner, checks, workflow_id, run_id " +
 		"FROM scaling_events WHERE group_name = ? AND `at` >= ? ORDER BY `at`, id"
 	rows, err := s.db.QueryContext(ctx, q, group, since.UTC())
 	if err != nil {
@@ -80,12 +90,15 @@ func (s *Store) ListScalingEvents(ctx context.Context, group string, since time.
 	var out []ScalingEvent
 	for rows.Next() {
 		var e ScalingEvent
-		var mj []byte
-		if err := rows.Scan(&e.Key, &e.Group, &e.At, &e.From, &e.To, &mj, &e.Reason, &e.Action, &e.WorkflowID, &e.RunID); err != nil {
+		var mj, checks []byte
+		if err := rows.Scan(&e.Key, &e.Group, &e.At, &e.From, &e.To, &mj, &e.Reason, &e.Action, &e.Outcome, &e.Winner, &checks, &e.WorkflowID, &e.RunID); err != nil {
 			return nil, fmt.Errorf("list scaling events of group %s in %s: %w", group, s.where, err)
 		}
 		if err := json.Unmarshal(mj, &e.Metrics); err != nil {
 			return nil, fmt.Errorf("list scaling events of group %s in %s: event %s: decode metrics: %w", group, s.where, e.Key, err)
+		}
+		if len(checks) > 0 {
+			e.Checks = json.RawMessage(checks)
 		}
 		out = append(out, e)
 	}

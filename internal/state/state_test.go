@@ -73,7 +73,7 @@ func us(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 
 func ptr(t time.Time) *time.Time { return &t }
 
-const migrationCount = 2
+const migrationCount = 3
 
 func TestOpenAppliesMigrationsOnce(t *testing.T) {
 	s, cfg := openStore(t)

@@ -1,0 +1,212 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/internal/policy"
+)
+
+var databaseActivityOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 30 * time.Second,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
+	},
+}
+
+// Outcomes of an evaluation, as the decision log records them.
+const (
+	OutcomeActed    = "acted"
+	OutcomeHeld     = "held"
+	OutcomePaused   = "paused"
+	OutcomeDryRun   = "dry-run"
+	OutcomeDeleting = "deleting"
+)
+
+// evaluate reads the checks, asks the policy engine for a size, and acts on it unless the
+// group is paused or a dry run. Every evaluation that changes or wants to change the size is
+// written to the decision log.
+func (g *group) evaluate(ctx workflow.Context) {
+	for ; g.st.PendingReplacements > 0; g.st.PendingReplacements-- {
+		if !g.st.Deleting {
+			g.launchUpTo(ctx, 1, "replacement")
+		}
+	}
+	now := workflow.Now(ctx)
+	current := g.live()
+	var ev policy.Evaluation
+	outcome := OutcomeActed
+	switch {
+	case g.st.Deleting:
+		ev = policy.Evaluation{Action: policy.Hold, From: current, To: 0, Reason: "group is being deleted"}
+		if current > 0 {
+			ev.Action = policy.ScaleIn
+			ev.Reason = fmt.Sprintf("group is being deleted; retiring %d", current)
+		}
+		outcome = OutcomeDeleting
+	case g.st.DesiredSet:
+		ev = policy.Evaluation{Action: policy.Hold, From: current, To: g.st.Desired, Recommended: g.st.Desired, Winner: "operator",
+			Reason: fmt.Sprintf("operator set the desired size to %d", g.st.Desired)}
+		switch {
+		case g.st.Desired > current:
+			ev.Action = policy.ScaleOut
+		case g.st.Desired < current:
+			ev.Action = policy.ScaleIn
+		}
+		g.st.DesiredSet = false
+	default:
+		readings := g.readChecks(ctx, current)
+		var next policy.State
+		ev, next = policy.Evaluate(g.st.Spec.Policy, g.st.Policy, policy.Inputs{Now: now, Current: current, Readings: readings})
+		switch {
+		case g.st.Spec.DryRun:
+			outcome = OutcomeDryRun
+		case g.st.Paused:
+			outcome = OutcomePaused
+		default:
+			g.st.Policy = next
+		}
+	}
+	if ev.Action == policy.Hold && outcome == OutcomeActed {
+		outcome = OutcomeHeld
+	}
+	g.st.Evaluations++
+
+	reason := ev.Reason
+	if outcome == OutcomeActed || outcome == OutcomeDeleting {
+		reason += g.act(ctx, ev)
+	} else if outcome != OutcomeHeld {
+		reason = fmt.Sprintf("%s: would %s %d → %d, not acting; %s", outcome, ev.Action, ev.From, ev.To, ev.Reason)
+	}
+	g.st.LastDecision = &DecisionRecord{
+		At: now, Action: string(ev.Action), From: ev.From, To: ev.To, Recommended: ev.Recommended,
+		Winner: ev.Winner, Reason: reason, Outcome: outcome, Checks: ev.Checks,
+	}
+	g.logger.Info("evaluated", "group", g.st.Spec.Name, "action", ev.Action, "from", ev.From, "to", ev.To, "outcome", outcome, "reason", reason)
+	if ev.Action != policy.Hold || ev.Recommended != ev.From || ev.Failed {
+		g.recordEvent(ctx, g.st.LastDecision)
+	}
+	g.publish(ctx)
+}
+
+// act launches or retires instances for ev and returns what limited it, if anything.
+func (g *group) act(ctx workflow.Context, ev policy.Evaluation) string {
+	current := g.live()
+	switch {
+	case ev.To > current:
+		launched, limit := g.launchUpTo(ctx, ev.To-current, "")
+		if launched < ev.To-current {
+			return fmt.Sprintf("; launched %d of %d: %s", launched, ev.To-current, limit)
+		}
+	case ev.To < current:
+		retired := g.retire(ctx, current-ev.To, g.st.Deleting)
+		if retired < current-ev.To {
+			return fmt.Sprintf("; retired %d of %d: the others are protected from scale-in", retired, current-ev.To)
+		}
+	}
+	return ""
+}
+
+// readChecks reads every check's metric (nothing for fixed checks). Instances still booting
+// count as capacity but not as data; a reading from fewer instances than are running is partial.
+func (g *group) readChecks(ctx workflow.Context, current int) map[string]policy.Reading {
+	var queries []activities.CheckQuery
+	for _, c := range g.st.Spec.Policy.Checks {
+		if c.Strategy.Type == policy.StrategyFixed || c.Metric == "" {
+			continue
+		}
+		queries = append(queries, activities.CheckQuery{Name: c.Name, Metric: c.Metric, Query: c.Query, Window: c.Window})
+	}
+	if len(queries) == 0 || current == 0 {
+		return nil
+	}
+	var exclude []string
+	running := 0
+	for _, ref := range g.st.Instances {
+		if ref.State == StateRunning {
+			running++
+		} else {
+			exclude = append(exclude, ref.Name)
+		}
+	}
+	q := activities.ReadChecksParams{Group: g.st.Spec.Name, Checks: queries, Exclude: exclude, Running: running}
+	mctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	var a *activities.Activities
+	var readings map[string]policy.Reading
+	if err := workflow.ExecuteActivity(mctx, a.ReadChecks, q).Get(ctx, &readings); err != nil {
+		// Every check then has no data and follows its onError rule.
+		g.logger.Warn("reading checks failed", "group", g.st.Spec.Name, "error", err)
+		readings = map[string]policy.Reading{}
+		for _, c := range queries {
+			readings[c.Name] = policy.Reading{Err: err.Error()}
+		}
+	}
+	return readings
+}
+
+func (g *group) recordEvent(ctx workflow.Context, d *DecisionRecord) {
+	var a *activities.Activities
+	ev := activities.ScalingEventRecord{
+		Key:   fmt.Sprintf("%s/%s/%d", g.wfID, g.runID, g.st.Evaluations),
+		Group: g.st.Spec.Name, At: d.At, From: d.From, To: d.To, Metrics: checkValues(d.Checks),
+		Reason: d.Reason, Action: d.Action, Outcome: d.Outcome, Winner: d.Winner, Checks: d.Checks,
+		WorkflowID: g.wfID, RunID: g.runID,
+	}
+	if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.RecordScalingEvent, ev).Get(ctx, nil); err != nil {
+		g.logger.Warn("could not record scaling event", "group", g.st.Spec.Name, "error", err)
+	}
+}
+
+func checkValues(checks []policy.CheckResult) map[string]float64 {
+	values := map[string]float64{}
+	for _, c := range checks {
+		if c.HasData {
+			values[c.Name] = c.Value
+		}
+	}
+	return values
+}
+
+// publish shows the latest decision in the Temporal UI: search attributes, memo and the
+// workflow's current details.
+func (g *group) publish(ctx workflow.Context) {
+	s := g.status()
+	last, outcome, reason := "", "", ""
+	if d := s.LastDecision; d != nil {
+		last, outcome, reason = d.Action, d.Outcome, d.Reason
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx,
+		AttrGroup.ValueSet(s.Group),
+		AttrDesired.ValueSet(int64(s.Desired)),
+		AttrCurrent.ValueSet(int64(s.Current)),
+		AttrLastAction.ValueSet(last),
+	); err != nil {
+		g.logger.Warn("could not upsert search attributes", "error", err)
+	}
+	if err := workflow.UpsertMemo(ctx, map[string]any{"lastDecision": reason, "outcome": outcome}); err != nil {
+		g.logger.Warn("could not upsert memo", "error", err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "**%s**: %d instances, desired %d (min %d, max %d)", s.Group, s.Current, s.Desired, s.Min, s.Max)
+	if s.Paused {
+		b.WriteString(" — **paused**")
+	}
+	if s.DryRun {
+		b.WriteString(" — **dry run**")
+	}
+	if s.LastDecision != nil {
+		fmt.Fprintf(&b, "\n\nLast decision at %s: %s (%s)", s.LastDecision.At.Format(time.RFC3339), s.LastDecision.Outcome, s.LastDecision.Reason)
+	}
+	if s.Launches.LastError != "" && s.Launches.ConsecutiveFailures > 0 {
+		fmt.Fprintf(&b, "\n\nlaunch failing: %s", s.Launches.LastError)
+	}
+	workflow.SetCurrentDetails(ctx, b.String())
+}
