@@ -56,4 +56,3 @@ func (a *Activities) readCheck(ctx context.Context, p ReadChecksParams, c CheckQ
 		Partial: m.Instances > 0 && m.Instances < p.Running,
 	}, nil
 }
-

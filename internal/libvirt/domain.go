@@ -152,9 +152,16 @@ func (c *Conn) EnsureDomainRunning(ctx context.Context, spec DomainSpec) (create
 }
 
 // renderDomain resolves what DomainXML cannot (domain type, disk paths and
-// formats) and renders the XML.
+// formats, the template's XML) and renders the XML.
 func (c *Conn) renderDomain(ctx context.Context, spec DomainSpec) (string, error) {
-	if spec.Type == "" {
+	var templateXML string
+	if spec.Template != "" {
+		doc, err := c.templateXML(ctx, spec)
+		if err != nil {
+			return "", err
+		}
+		templateXML = doc
+	} else if spec.Type == "" {
 		t, err := c.pickDomainType(ctx, spec.Arch)
 		if err != nil {
 			return "", fmt.Errorf("define domain %s on %s: %w", spec.Name, c.uri, err)
@@ -173,7 +180,30 @@ func (c *Conn) renderDomain(ctx context.Context, spec DomainSpec) (string, error
 			spec.Disks[i].Format = info.format
 		}
 	}
+	if spec.Template != "" {
+		return TemplateDomainXML(templateXML, spec, paths)
+	}
 	return DomainXML(spec, paths)
+}
+
+// templateXML fetches the inactive XML of spec's template: the live XML
+// would carry runtime details (ports, labels, device aliases) into the clone.
+// The secure flag keeps graphics passwords, which the clone must not lose.
+func (c *Conn) templateXML(ctx context.Context, spec DomainSpec) (string, error) {
+	doc, err := call(ctx, c, "get XML of template domain "+spec.Template, func(l *golibvirt.Libvirt) (string, error) {
+		dom, err := l.DomainLookupByName(spec.Template)
+		if err != nil {
+			return "", err
+		}
+		return l.DomainGetXMLDesc(dom, golibvirt.DomainXMLInactive|golibvirt.DomainXMLSecure)
+	})
+	if hasCode(err, golibvirt.ErrNoDomain) {
+		return "", fmt.Errorf("%w: domain %s: template domain %q does not exist on %s", ErrInvalidSpec, spec.Name, spec.Template, c.uri)
+	}
+	if err != nil {
+		return "", fmt.Errorf("define domain %s from template %s: %w", spec.Name, spec.Template, err)
+	}
+	return doc, nil
 }
 
 // pickDomainType chooses test for the test driver, else kvm when the host's

@@ -56,11 +56,17 @@ type DomainSpec struct {
 	Network string
 	// MAC is the interface's hardware address; empty lets libvirt pick one.
 	MAC string
+	// Template names an existing domain to clone (see TemplateDomainXML);
+	// "" builds the domain from the fields above.
+	Template string
 }
 
 // DomainXML renders spec as libvirt domain XML. diskPaths holds the host path
 // of each of spec.Disks, in order. It does no I/O.
 func DomainXML(spec DomainSpec, diskPaths []string) (string, error) {
+	if spec.Template != "" {
+		return "", fmt.Errorf("%w: domain %s is cloned from template %s: render it with TemplateDomainXML", ErrInvalidSpec, spec.Name, spec.Template)
+	}
 	if err := validateSpec(spec); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}
@@ -171,9 +177,10 @@ func validateSpec(spec DomainSpec) error {
 		return fmt.Errorf("domain spec: empty name")
 	case spec.Group == "":
 		return fmt.Errorf("domain %s: empty group", spec.Name)
-	case spec.VCPUs <= 0:
+	// With a template, zero keeps the template's value.
+	case spec.VCPUs < 0 || (spec.VCPUs == 0 && spec.Template == ""):
 		return fmt.Errorf("domain %s: vcpus must be positive, got %d", spec.Name, spec.VCPUs)
-	case spec.MemoryMiB <= 0:
+	case spec.MemoryMiB < 0 || (spec.MemoryMiB == 0 && spec.Template == ""):
 		return fmt.Errorf("domain %s: memory must be positive, got %d MiB", spec.Name, spec.MemoryMiB)
 	case spec.Kernel == "" && (spec.Initrd != "" || spec.Cmdline != ""):
 		return fmt.Errorf("domain %s: initrd or cmdline given without a kernel", spec.Name)

@@ -15,4 +15,3 @@ const (
 	ScaleOut Action = "scale-out"
 	ScaleIn  Action = "scale-in"
 )
-
