@@ -89,6 +89,8 @@ type LaunchParams struct {
 	// ImagePool and ImageVolume name the base image; the overlay and seed go in the same pool.
 	ImagePool, ImageVolume string
 	Domain                 config.DomainShape
+	// Template names an existing domain to clone instead of building from Domain.
+	Template string
 	// CloudInit is the user's #cloud-config template; "" for none.
 	CloudInit                    string
 	NetworkType, Subnet, Gateway string

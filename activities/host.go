@@ -30,8 +30,9 @@ type Hypervisor interface {
 func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstanceParams) (CreateInstanceResult, error) {
 	var res CreateInstanceResult
 	l := p.Launch
+	// The seed's network-config finds the NIC by this MAC; a template's NIC gets it too.
 	mac := ""
-	if l.Domain.Network != "" {
+	if l.Domain.Network != "" || l.Template != "" {
 		mac = libvirt.InstanceMAC(p.Name)
 	}
 	seed, err := h.seed(p, mac)
@@ -71,7 +72,7 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 		Arch: l.Domain.Arch, Machine: l.Domain.Machine,
 		Disks:  disks,
 		Kernel: l.Domain.Kernel, Initrd: l.Domain.Initrd, Cmdline: l.Domain.Cmdline,
-		Network: l.Domain.Network, MAC: mac,
+		Network: l.Domain.Network, MAC: mac, Template: l.Template,
 	}
 	if res.DomainCreated, err = h.Hyper.EnsureDomainRunning(ctx, spec); err != nil {
 		err = fmt.Errorf("create domain of instance %s on host %s: %w", p.Name, h.Host, err)

@@ -58,7 +58,6 @@ func (g *group) evaluate(ctx workflow.Context) {
 		case g.st.Desired < current:
 			ev.Action = policy.ScaleIn
 		}
-		g.st.DesiredSet = false
 	default:
 		readings := g.readChecks(ctx, current)
 		var next policy.State
@@ -82,6 +81,11 @@ func (g *group) evaluate(ctx workflow.Context) {
 		reason += g.act(ctx, ev)
 	} else if outcome != OutcomeHeld {
 		reason = fmt.Sprintf("%s: would %s %d → %d, not acting; %s", outcome, ev.Action, ev.From, ev.To, ev.Reason)
+	}
+	// An operator's size stays the goal until the group reaches it (launch limits may take
+	// several evaluations); only then does the policy take over again.
+	if g.st.DesiredSet && g.live() == g.st.Desired {
+		g.st.DesiredSet = false
 	}
 	g.st.LastDecision = &DecisionRecord{
 		At: now, Action: string(ev.Action), From: ev.From, To: ev.To, Recommended: ev.Recommended,

@@ -41,7 +41,11 @@ type BackoffSpec struct {
 // LaunchSpec is what an InstanceWorkflow needs to create, and watch, a VM.
 type LaunchSpec struct {
 	ImagePool, ImageVolume string
-	Domain                 config.DomainShape
+	// Domain is the shape of a new VM; with Template set, its non-zero fields override the
+	// template's.
+	Domain config.DomainShape
+	// Template names an existing domain each instance is cloned from; "" builds from Domain.
+	Template string
 	// CloudInit is the user's #cloud-config template; "" for none.
 	CloudInit  string
 	Networking NetworkSpec
@@ -82,7 +86,7 @@ func (h HealthSpec) CheckInterval() time.Duration {
 
 func (l LaunchSpec) activityParams() activities.LaunchParams {
 	return activities.LaunchParams{
-		ImagePool: l.ImagePool, ImageVolume: l.ImageVolume, Domain: l.Domain,
+		ImagePool: l.ImagePool, ImageVolume: l.ImageVolume, Domain: l.Domain, Template: l.Template,
 		CloudInit:   l.CloudInit,
 		NetworkType: l.Networking.Type, Subnet: l.Networking.Subnet, Gateway: l.Networking.Gateway,
 		Nameservers:       l.Networking.Nameservers,
@@ -94,8 +98,9 @@ func (l LaunchSpec) activityParams() activities.LaunchParams {
 // SpecFromConfig builds the spec of the named group. The metric window covers at least two
 // collection intervals so that an evaluation always sees a sample from every live instance.
 func SpecFromConfig(cfg *config.Config, name string, g config.Group) (GroupSpec, error) {
-	if g.Domain == nil {
-		return GroupSpec{}, fmt.Errorf("group %s: only groups with a domain shape can be launched yet (template domains via name: are not supported)", name)
+	var shape config.DomainShape
+	if g.Domain != nil {
+		shape = *g.Domain
 	}
 	c := cfg.Controller
 	interval := c.Reconciliation.Interval.Duration
@@ -135,7 +140,8 @@ func SpecFromConfig(cfg *config.Config, name string, g config.Group) (GroupSpec,
 		Launch: LaunchSpec{
 			ImagePool:   g.ImagePool(),
 			ImageVolume: g.ImageVolume(),
-			Domain:      *g.Domain,
+			Domain:      shape,
+			Template:    g.Name,
 			CloudInit:   g.CloudInit.Content,
 			Networking: NetworkSpec{
 				Type: g.Networking.Type, Subnet: g.Networking.Subnet, Gateway: g.Networking.Gateway,
