@@ -224,7 +224,12 @@ type statusJSON struct {
 
 func waitStatus(t *testing.T, configPath, group string, ok func(statusJSON) bool) statusJSON {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
+	return waitStatusFor(t, configPath, group, 90*time.Second, ok)
+}
+
+func waitStatusFor(t *testing.T, configPath, group string, timeout time.Duration, ok func(statusJSON) bool) statusJSON {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	var last result
 	for time.Now().Before(deadline) {
 		last = run(t, 30*time.Second, "group", "status", group, "-o", "json", "-c", configPath)

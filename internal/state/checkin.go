@@ -43,7 +43,7 @@ func (s *Store) RecordCheckin(ctx context.Context, name, address string, at time
 	if err != nil {
 		return false, fmt.Errorf("record check-in of instance %s in %s: %w", name, s.where, err)
 	}
-	if state == InstanceTerminated {
+	if state == InstanceTerminated || state == InstanceFailed {
 		return false, fmt.Errorf("record check-in of instance %s: %w", name, ErrRetired)
 	}
 
@@ -70,8 +70,8 @@ func (s *Store) UndoFirstCheckin(ctx context.Context, name string, at time.Time)
 	if at.IsZero() {
 		return fmt.Errorf("undo first check-in of instance %s: time is zero", name)
 	}
-	_, err := s.db.ExecContext(ctx, "UPDATE instances SET checked_in_at = NULL WHERE name = ? AND checked_in_at = ? AND state <> ?",
-		name, at.UTC(), InstanceTerminated)
+	_, err := s.db.ExecContext(ctx, "UPDATE instances SET checked_in_at = NULL WHERE name = ? AND checked_in_at = ? AND state NOT IN (?, ?)",
+		name, at.UTC(), InstanceTerminated, InstanceFailed)
 	if err != nil {
 		return fmt.Errorf("undo first check-in of instance %s in %s: %w", name, s.where, err)
 	}

@@ -39,7 +39,8 @@ type Instance struct {
 
 // UpsertInstance records an instance or updates it, so that writes may be retried and arrive
 // late without undoing later ones:
-//   - a terminated instance stays terminated, and its host, address and reason stay as they were;
+//   - an ended instance stays ended (a failed one may still become terminated), and its host,
+//     address and reason stay as they were;
 //   - an empty host, address or reason leaves the stored one alone;
 //   - check-in and termination times keep the first one written, last-seen the latest;
 //   - the group and creation time never change.
@@ -57,13 +58,13 @@ func (s *Store) UpsertInstance(ctx context.Context, in Instance) error {
 	// assigned, so state, which the others test, comes last.
 	const q = "INSERT INTO instances (name, group_name, host, state, address, reason, created_at, checked_in_at, last_seen_at, terminated_at) " +
 		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE " +
-		"host = IF(state = 'terminated' OR VALUES(host) = '', host, VALUES(host)), " +
-		"address = IF(state = 'terminated' OR VALUES(address) = '', address, VALUES(address)), " +
-		"reason = IF(state = 'terminated' OR VALUES(reason) = '', reason, VALUES(reason)), " +
+		"host = IF(state IN ('terminated', 'failed') OR VALUES(host) = '', host, VALUES(host)), " +
+		"address = IF(state IN ('terminated', 'failed') OR VALUES(address) = '', address, VALUES(address)), " +
+		"reason = IF(state IN ('terminated', 'failed') OR VALUES(reason) = '', reason, VALUES(reason)), " +
 		"checked_in_at = COALESCE(checked_in_at, VALUES(checked_in_at)), " +
 		"last_seen_at = GREATEST(COALESCE(last_seen_at, VALUES(last_seen_at)), COALESCE(VALUES(last_seen_at), last_seen_at)), " +
 		"terminated_at = COALESCE(terminated_at, VALUES(terminated_at)), " +
-		"state = IF(state = 'terminated', state, VALUES(state))"
+		"state = IF(state = 'terminated' OR (state = 'failed' AND VALUES(state) <> 'terminated'), state, VALUES(state))"
 	_, err := s.db.ExecContext(ctx, q,
 		in.Name, in.Group, in.Host, in.State, in.Address, truncate(in.Reason, maxReason),
 		orNow(in.CreatedAt), nullTime(in.CheckedInAt), nullTime(in.LastSeenAt), nullTime(in.TerminatedAt))
@@ -100,7 +101,7 @@ func (s *Store) GetInstance(ctx context.Context, name string) (Instance, bool, e
 }
 
 // ListInstances returns a group's instances (every group's when group is empty), without the
-// terminated ones unless includeTerminated. They are ordered by group, then by the number at the
+// ended ones (terminated or failed: their VMs are gone) unless includeTerminated. They are ordered by group, then by the number at the
 // end of the name (so web-2 comes before web-10), then by name.
 func (s *Store) ListInstances(ctx context.Context, group string, includeTerminated bool) ([]Instance, error) {
 	q := "SELECT " + instanceColumns + " FROM instances WHERE 1 = 1"
@@ -110,8 +111,8 @@ func (s *Store) ListInstances(ctx context.Context, group string, includeTerminat
 		args = append(args, group)
 	}
 	if !includeTerminated {
-		q += " AND state <> ?"
-		args = append(args, InstanceTerminated)
+		q += " AND state NOT IN (?, ?)"
+		args = append(args, InstanceTerminated, InstanceFailed)
 	}
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/internal/libvirt"
+	"github.com/premiscale/premiscale/internal/metrics"
+	"github.com/premiscale/premiscale/internal/state"
+	"github.com/premiscale/premiscale/internal/testservices"
+)
+
+// The guest image testenv/guest-image builds and loads (see `testenv/guest-image --env`).
+var guest = struct{ image, kernel, initrd, cmdline string }{
+	image:   envOr("PREMISCALE_GUEST_IMAGE", "premiscale/debian-12-cloudinit.qcow2"),
+	kernel:  envOr("PREMISCALE_GUEST_KERNEL", "/var/lib/libvirt/images/premiscale-boot/debian-12-cloudinit.vmlinuz"),
+	initrd:  envOr("PREMISCALE_GUEST_INITRD", "/var/lib/libvirt/images/premiscale-boot/debian-12-cloudinit.initrd.img"),
+	cmdline: envOr("PREMISCALE_GUEST_CMDLINE", "root=/dev/vda console=ttyS0 ds=nocloud"),
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// markers records the paths the guests' own cloud-config POSTs to, proving the user's
+// cloud-init ran (with the instance's name rendered into it).
+type markers struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (m *markers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.mu.Lock()
+	m.seen[r.URL.Path] = true
+	m.mu.Unlock()
+}
+
+func (m *markers) has(path string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.seen[path]
+}
+
+// TestRealVMsBootCheckInAndRetire is the end-to-end test: `premiscale worker` and the group
+// commands as processes, real VMs from the cloud-init guest image under TCG on qemu:///system.
+func TestRealVMsBootCheckInAndRetire(t *testing.T) {
+	ctx := context.Background()
+	conn, err := libvirt.Dial(ctx, "qemu:///system", libvirt.Options{CallTimeout: time.Minute})
+	if err != nil {
+		t.Fatalf("connect to qemu:///system: %v (run testenv/up)", err)
+	}
+	defer conn.Close()
+	pool, volume, _ := strings.Cut(guest.image, "/")
+	if ok, err := conn.VolumeExists(ctx, pool, volume); err != nil || !ok {
+		t.Fatalf("guest image %s is not loaded (%v): run testenv/guest-image", guest.image, err)
+	}
+	for _, f := range []string{guest.kernel, guest.initrd} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("guest boot file: %v (run testenv/guest-image)", err)
+		}
+	}
+
+	m := &markers{seen: map[string]bool{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	markerPort := ln.Addr().(*net.TCPAddr).Port
+
+	group := testservices.UniqueName(t, "vm")
+	checkinPort := testservices.FreePort(t)
+	// Under user-mode networking the guest reaches the host's 127.0.0.1 as 10.0.2.2.
+	body := fmt.Sprintf(`
+        image: %s
+        domain:
+          vcpus: 1
+          memory: 512
+          type: qemu
+          network: user
+          kernel: %s
+          initrd: %s
+          cmdline: %q
+        cloud-init:
+          inline: |
+            #cloud-config
+            runcmd:
+              - [curl, -fsS, -m, "20", -X, POST, "http://10.0.2.2:%d/marker/{{.Name}}/{{.Index}}"]
+              - [sh, -c, "timeout 120 sh -c 'while :; do :; done' >/dev/null 2>&1 &"]
+        hosts: [local]
+        networking: {type: dynamic}
+        health: {bootTimeout: 8m, heartbeatInterval: 15s, heartbeatTimeout: 3m, shutdownGrace: 30s}
+        scaling: {minNodes: 1, maxNodes: 2, scaleIn: {stabilizationWindow: 0}, resourceTarget: {cpu: 100}}`,
+		guest.image, guest.kernel, guest.initrd, guest.cmdline, markerPort)
+	ac := testservices.WriteAgentConfigFor(t, testservices.AgentOptions{
+		Group: group, Host: "local", URI: "qemu:///system", GroupBody: body,
+		CheckinPort: checkinPort, CheckinURL: fmt.Sprintf("http://10.0.2.2:%d", checkinPort),
+	})
+	store, err := state.Open(ctx, ac.Config.Controller.Databases.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	t.Cleanup(func() { removeLeftovers(t, conn, pool, group) })
+
+	start := time.Now()
+	stop := startWorker(t, ac.Path)
+	defer stop()
+	first := group + "-1"
+	waitStatusFor(t, ac.Path, group, 8*time.Minute, func(s statusJSON) bool {
+		return len(s.Instances) == 1 && s.Instances[0].State == "running"
+	})
+	t.Logf("seconds from group start to the first check-in: %.0f", time.Since(start).Seconds())
+
+	rec, found, err := store.GetInstance(ctx, first)
+	if err != nil || !found || rec.CheckedInAt == nil || rec.Address == "" {
+		t.Errorf("MySQL record of %s after check-in: %+v (found %v, %v); want a check-in time and an address", first, rec, found, err)
+	}
+	if !waitUntil(time.Minute, func() bool { return m.has("/marker/" + first + "/1") }) {
+		t.Errorf("the user's cloud-config of %s did not run: no marker POST (got %v)", first, m.seen)
+	}
+
+	// The guest's busy loop must show in the collector's cpu_percent for the group.
+	mc, err := metrics.New(ac.Config.Controller.Databases.Timeseries, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mc.Close()
+	var cpu metrics.GroupMetric
+	if !waitUntil(90*time.Second, func() bool {
+		cpu, err = mc.GroupMean(ctx, group, "cpu_percent", 20*time.Second, nil)
+		return err == nil && cpu.Instances == 1 && cpu.Value > 50
+	}) {
+		t.Errorf("cpu_percent of the group under load: %+v (%v); want above 50 from 1 instance", cpu, err)
+	}
+
+	// Scale to 2: a second VM boots and checks in.
+	if r := run(t, 30*time.Second, "group", "scale", group, "--min", "2", "--desired", "2", "-c", ac.Path); r.code != 0 {
+		t.Fatalf("scale to 2: exit %d\n%s", r.code, r.stderr)
+	}
+	second := group + "-2"
+	waitStatusFor(t, ac.Path, group, 8*time.Minute, func(s statusJSON) bool {
+		return len(s.Instances) == 2 && s.Instances[0].State == "running" && s.Instances[1].State == "running"
+	})
+	if !waitUntil(time.Minute, func() bool { return m.has("/marker/" + second + "/2") }) {
+		t.Errorf("no marker from %s", second)
+	}
+
+	// Back to 1: the newest is shut down and removed with its disks.
+	if r := run(t, 30*time.Second, "group", "scale", group, "--min", "1", "--desired", "1", "-c", ac.Path); r.code != 0 {
+		t.Fatalf("scale to 1: exit %d\n%s", r.code, r.stderr)
+	}
+	waitStatusFor(t, ac.Path, group, 3*time.Minute, func(s statusJSON) bool {
+		return len(s.Instances) == 1 && s.Instances[0].Name == first
+	})
+	if _, found, err := conn.LookupDomain(ctx, second); err != nil || found {
+		t.Errorf("domain %s after retirement: found %v (%v)", second, found, err)
+	}
+	for _, vol := range []string{activities.OverlayVolumeName(second), activities.SeedVolumeName(second)} {
+		if ok, err := conn.VolumeExists(ctx, pool, vol); err != nil || ok {
+			t.Errorf("volume %s after retirement: exists %v (%v)", vol, ok, err)
+		}
+	}
+	if rec, _, err := store.GetInstance(ctx, second); err != nil || rec.State != state.InstanceTerminated || rec.TerminatedAt == nil {
+		t.Errorf("MySQL record of %s: %+v (%v); want terminated with a time", second, rec, err)
+	}
+
+	if r := run(t, 5*time.Minute, "group", "delete", group, "-c", ac.Path); r.code != 0 {
+		t.Errorf("delete: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, found, _ := conn.LookupDomain(ctx, first); found {
+		t.Errorf("domain %s still defined after delete", first)
+	}
+}
+
+func waitUntil(timeout time.Duration, ok func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if ok() {
+			return true
+		}
+		time.Sleep(time.Second)
+	}
+	return ok()
+}
+
+// removeLeftovers removes whatever a failed run left on qemu:///system, so a broken test does
+// not leave VMs burning the machine's two cores.
+func removeLeftovers(t *testing.T, conn *libvirt.Conn, pool, group string) {
+	ctx := context.Background()
+	doms, err := conn.ListGroupDomains(ctx, group)
+	if err != nil {
+		t.Logf("cleanup: list domains: %v", err)
+		return
+	}
+	for _, d := range doms {
+		if _, err := conn.RemoveDomain(ctx, d.Name, 0); err != nil {
+			t.Logf("cleanup: remove %s: %v", d.Name, err)
+		}
+		for _, vol := range []string{activities.OverlayVolumeName(d.Name), activities.SeedVolumeName(d.Name)} {
+			_, _ = conn.DeleteVolume(ctx, pool, vol)
+		}
+	}
+}
