@@ -60,7 +60,8 @@ func TestRealVMsBootCheckInAndRetire(t *testing.T) {
 	if err != nil {
 		t.Fatalf("connect to qemu:///system: %v (run testenv/up)", err)
 	}
-	defer conn.Close()
+	// Cleanups run last-in first-out: the connection closes after removeLeftovers used it.
+	t.Cleanup(func() { conn.Close() })
 	pool, volume, _ := strings.Cut(guest.image, "/")
 	if ok, err := conn.VolumeExists(ctx, pool, volume); err != nil || !ok {
 		t.Fatalf("guest image %s is not loaded (%v): run testenv/guest-image", guest.image, err)
@@ -102,7 +103,7 @@ func TestRealVMsBootCheckInAndRetire(t *testing.T) {
               - [sh, -c, "timeout 120 sh -c 'while :; do :; done' >/dev/null 2>&1 &"]
         hosts: [local]
         networking: {type: dynamic}
-        health: {bootTimeout: 8m, heartbeatInterval: 15s, heartbeatTimeout: 3m, shutdownGrace: 30s}
+        health: {bootTimeout: 8m, heartbeatInterval: 15s, heartbeatTimeout: 3m, shutdownGrace: 20s}
         scaling: {minNodes: 1, maxNodes: 2, scaleIn: {stabilizationWindow: 0}, resourceTarget: {cpu: 100}}`,
 		guest.image, guest.kernel, guest.initrd, guest.cmdline, markerPort)
 	ac := testservices.WriteAgentConfigFor(t, testservices.AgentOptions{
