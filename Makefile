@@ -1,0 +1,70 @@
+# PremiScale build, test and demo entry points. GNU make.
+#
+#   make build      bin/premiscale
+#   make test       start the test services (testenv/up), lint, then every test, serially
+#   make unit       the tests that need no service
+#   make demo       a group of real VMs growing under load and shrinking back
+#   make demo-stop  delete the demo group (its VMs) and stop its worker
+#   make bench      benchmarks
+#   make up / down / status   the test services alone
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+GO ?= go
+GOBIN := $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
+# Tools built by go install (temporal, influxd, workflowcheck) live in GOBIN; tests look
+# for the temporal CLI on PATH.
+export PATH := $(GOBIN):$(PATH)
+
+# workflowcheck is its own module; v0.6.0 is the newest release, tagged a month before
+# go.temporal.io/sdk v1.51.0.
+WORKFLOWCHECK_VERSION := v0.6.0
+WORKFLOWCHECK := $(GOBIN)/workflowcheck
+
+.PHONY: build test lint unit demo demo-stop bench clean up down status
+
+build:
+	$(GO) build -o bin/premiscale ./cmd/premiscale
+
+test: up lint
+	$(GO) test -count=1 -p 1 -timeout 25m ./...
+
+lint: $(WORKFLOWCHECK)
+	@unformatted="$$(gofmt -l .)"; \
+	if [[ -n "$$unformatted" ]]; then \
+		echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$unformatted"; exit 1; \
+	fi
+	$(GO) vet ./...
+	$(WORKFLOWCHECK) ./workflows/...
+
+$(WORKFLOWCHECK):
+	cd /tmp && $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
+
+unit:
+	$(GO) test ./internal/config/... ./internal/policy/... ./workflows/...
+
+demo:
+	testenv/demo
+
+demo-stop:
+	testenv/demo stop
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The test services' data (.testenv/) is kept: `make down && rm -rf .testenv` drops it.
+clean:
+	rm -rf bin
+	rm -f coverage.out coverage.html cover.out *.coverprofile
+	$(GO) clean -testcache
+
+up:
+	testenv/up
+
+down:
+	testenv/down
+
+status:
+	testenv/status
