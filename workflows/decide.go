@@ -198,8 +198,9 @@ func (g *group) publish(ctx workflow.Context) {
 	if err := workflow.UpsertMemo(ctx, map[string]any{"lastDecision": reason, "outcome": outcome}); err != nil {
 		g.logger.Warn("could not upsert memo", "error", err)
 	}
+	// fmt.Fprintf would be I/O to workflowcheck; formatting into a string is not.
 	var b strings.Builder
-	fmt.Fprintf(&b, "**%s**: %d instances, desired %d (min %d, max %d)", s.Group, s.Current, s.Desired, s.Min, s.Max)
+	b.WriteString(fmt.Sprintf("**%s**: %d instances, desired %d (min %d, max %d)", s.Group, s.Current, s.Desired, s.Min, s.Max))
 	if s.Paused {
 		b.WriteString(" — **paused**")
 	}
@@ -207,10 +208,10 @@ func (g *group) publish(ctx workflow.Context) {
 		b.WriteString(" — **dry run**")
 	}
 	if s.LastDecision != nil {
-		fmt.Fprintf(&b, "\n\nLast decision at %s: %s (%s)", s.LastDecision.At.Format(time.RFC3339), s.LastDecision.Outcome, s.LastDecision.Reason)
+		b.WriteString(fmt.Sprintf("\n\nLast decision at %s: %s (%s)", s.LastDecision.At.Format(time.RFC3339), s.LastDecision.Outcome, s.LastDecision.Reason))
 	}
 	if s.Launches.LastError != "" && s.Launches.ConsecutiveFailures > 0 {
-		fmt.Fprintf(&b, "\n\nlaunch failing: %s", s.Launches.LastError)
+		b.WriteString(fmt.Sprintf("\n\nlaunch failing: %s", s.Launches.LastError))
 	}
 	workflow.SetCurrentDetails(ctx, b.String())
 }
