@@ -51,7 +51,7 @@ demo:
 demo-stop:
 	testenv/demo stop
 
-bench:
+bench: up
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # The test services' data (.testenv/) is kept: `make down && rm -rf .testenv` drops it.

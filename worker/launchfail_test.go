@@ -25,6 +25,7 @@ func TestFailedLaunchLeavesNothingBehind(t *testing.T) {
 	defer conn.Close()
 	const pool = "default"
 	group := testservices.UniqueName(t, "bad")
+	host := testservices.UniqueName(t, "h")
 	if _, err := conn.EnsureVolume(ctx, pool, group+"-base.qcow2", 64<<20, "qcow2"); err != nil {
 		t.Fatalf("create base image in pool %s: %v (testenv/libvirt creates the pool)", pool, err)
 	}
@@ -37,12 +38,12 @@ func TestFailedLaunchLeavesNothingBehind(t *testing.T) {
           inline: |
             #cloud-config
             runcmd: [[true]]
-        hosts: [local]
+        hosts: [%s]
         networking: {type: ignore}
         health: {bootTimeout: 5m}
-        scaling: {minNodes: 1, maxNodes: 1, resourceTarget: {cpu: 50}}`, pool, group)
-	ac := testservices.WriteAgentConfigFor(t, testservices.AgentOptions{Group: group, Host: "local", URI: "qemu:///system", GroupBody: body})
-	f := &fixture{t: t, cfg: ac.Config, group: group, host: "local", conn: conn}
+        scaling: {minNodes: 1, maxNodes: 1, resourceTarget: {cpu: 50}}`, pool, group, host)
+	ac := testservices.WriteAgentConfigFor(t, testservices.AgentOptions{Group: group, Host: host, URI: "qemu:///system", GroupBody: body})
+	f := &fixture{t: t, cfg: ac.Config, group: group, host: host, conn: conn}
 	if f.store, err = state.Open(ctx, ac.Config.Controller.Databases.State); err != nil {
 		t.Fatal(err)
 	}

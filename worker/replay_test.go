@@ -2,17 +2,21 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/premiscale/premiscale/internal/groupctl"
 	"github.com/premiscale/premiscale/workflows"
 )
 
@@ -26,9 +30,15 @@ const recordDirEnv = "PREMISCALE_RECORD_HISTORIES"
 // current workflow code: a non-deterministic change fails here, on a real history.
 func replay(t *testing.T, tc client.Client, workflowID, saveAs string) {
 	t.Helper()
+	replayRun(t, tc, workflowID, "", saveAs)
+}
+
+// replayRun replays one run of a workflow ("" for the latest).
+func replayRun(t *testing.T, tc client.Client, workflowID, runID, saveAs string) {
+	t.Helper()
 	ctx := context.Background()
 	hist := &historypb.History{}
-	it := tc.GetWorkflowHistory(ctx, workflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := tc.GetWorkflowHistory(ctx, workflowID, runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
@@ -50,5 +60,67 @@ func replay(t *testing.T, tc client.Client, workflowID, saveAs string) {
 		if err := os.WriteFile(filepath.Join(dir, saveAs), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestGroupLifecycleHistoriesReplay takes a group through scale-out, pause, resume, scale-in,
+// several continue-as-new and delete on the real dev server, then replays every run.
+func TestGroupLifecycleHistoriesReplay(t *testing.T) {
+	f := newFixture(t, "{minNodes: 1, maxNodes: 3, increment: 2, cooldown: 0, scaleIn: {stabilizationWindow: 0}, resourceTarget: {cpu: 50}}")
+	ctx := context.Background()
+	a, err := New(ctx, f.cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("new agent: %v", err)
+	}
+	defer a.Close()
+	if err := a.Start(ctx); err != nil {
+		t.Fatalf("start agent: %v", err)
+	}
+	spec, err := workflows.SpecFromConfig(f.cfg, f.group, f.cfg.Controller.Autoscale.Groups[f.group])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Short runs, so the group continues as new several times during the test.
+	st := workflows.NewGroupState(spec)
+	st.EvaluationsPerRun = 6
+	id := workflows.GroupWorkflowID(f.group)
+	opts := client.StartWorkflowOptions{ID: id, TaskQueue: f.cfg.Controller.Temporal.TaskQueue}
+	if _, err := a.Temporal().ExecuteWorkflow(ctx, opts, workflows.GroupWorkflow, st); err != nil {
+		t.Fatalf("start group workflow: %v", err)
+	}
+	ctl := a.Groups()
+	f.waitFor(ctl, "the minimum of 1", time.Minute, running(1))
+	load := f.writeLoad(ctl, 90)
+	defer load.close()
+	f.waitFor(ctl, "growth to 3", 2*time.Minute, running(3))
+	if err := ctl.Pause(ctx, f.group); err != nil {
+		t.Fatal(err)
+	}
+	load.set(5)
+	f.waitFor(ctl, "a paused evaluation that wants to shrink", time.Minute, func(s groupctl.Status) bool {
+		return s.Paused && s.LastDecision != nil && s.LastDecision.Outcome == workflows.OutcomePaused && s.Current == 3
+	})
+	if err := ctl.Resume(ctx, f.group); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor(ctl, "shrinking to 1 after resume", 2*time.Minute, running(1))
+	load.close()
+	f.deleteGroup(ctl)
+
+	var runs []string
+	resp, err := a.Temporal().ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: fmt.Sprintf("WorkflowId = '%s'", id)})
+	if err != nil {
+		t.Fatalf("list runs of %s: %v", id, err)
+	}
+	for _, e := range resp.GetExecutions() {
+		runs = append(runs, e.GetExecution().GetRunId())
+	}
+	if len(runs) < 2 {
+		t.Fatalf("%s has %d runs; want it to have continued as new", id, len(runs))
+	}
+	// The list is newest first; the files are named oldest first.
+	for i := range runs {
+		run := runs[len(runs)-1-i]
+		replayRun(t, a.Temporal(), id, run, fmt.Sprintf("group-lifecycle-run%02d.json", i+1))
 	}
 }

@@ -69,6 +69,21 @@ func TestOperatorControlsAgainstARunningWorker(t *testing.T) {
 	}
 	stopLoad()
 
+	// A new spec from a group file reaches the running group.
+	groupFile := filepath.Join(t.TempDir(), "group.yaml")
+	doc := fmt.Sprintf("version: v1alpha1\ngroups:\n  %s:\n    image: %s/%s-base.qcow2\n    domain: {vcpus: 1, memory: 128}\n    hosts: [%s]\n    networking: {type: ignore}\n    health: {checkin: false}\n    scaling: {minNodes: 1, maxNodes: 5, resourceTarget: {cpu: 50}}\n",
+		group, testservices.TestPool, group, ac.Host)
+	if err := os.WriteFile(groupFile, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, 30*time.Second, "group", "update", group, "-f", groupFile, "-c", ac.Path); r.code != 0 || !strings.Contains(r.stdout, "new spec") {
+		t.Errorf("group update: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	waitStatus(t, ac.Path, group, func(s statusJSON) bool { return s.Max == 5 })
+	if r := run(t, 30*time.Second, "group", "update", "nosuchgroup", "-f", groupFile, "-c", ac.Path); r.code == 0 {
+		t.Errorf("update of a group not in the file succeeded:\n%s", r.stdout)
+	}
+
 	r = run(t, 30*time.Second, "group", "events", group, "--since", "1h", "-o", "json", "-c", ac.Path)
 	var events []struct {
 		From, To int

@@ -83,6 +83,8 @@ func TestRealVMsBootCheckInAndRetire(t *testing.T) {
 	markerPort := ln.Addr().(*net.TCPAddr).Port
 
 	group := testservices.UniqueName(t, "vm")
+	// A host name of its own: a demo worker serving host "local" must not take these activities.
+	host := testservices.UniqueName(t, "h")
 	checkinPort := testservices.FreePort(t)
 	// Under user-mode networking the guest reaches the host's 127.0.0.1 as 10.0.2.2.
 	body := fmt.Sprintf(`
@@ -101,13 +103,13 @@ func TestRealVMsBootCheckInAndRetire(t *testing.T) {
             runcmd:
               - [curl, -fsS, -m, "20", -X, POST, "http://10.0.2.2:%d/marker/{{.Name}}/{{.Index}}"]
               - [sh, -c, "timeout 120 sh -c 'while :; do :; done' >/dev/null 2>&1 &"]
-        hosts: [local]
+        hosts: [%s]
         networking: {type: dynamic}
         health: {bootTimeout: 8m, heartbeatInterval: 15s, heartbeatTimeout: 3m, shutdownGrace: 20s}
         scaling: {minNodes: 1, maxNodes: 2, scaleIn: {stabilizationWindow: 0}, resourceTarget: {cpu: 100}}`,
-		guest.image, guest.kernel, guest.initrd, guest.cmdline, markerPort)
+		guest.image, guest.kernel, guest.initrd, guest.cmdline, markerPort, host)
 	ac := testservices.WriteAgentConfigFor(t, testservices.AgentOptions{
-		Group: group, Host: "local", URI: "qemu:///system", GroupBody: body,
+		Group: group, Host: host, URI: "qemu:///system", GroupBody: body,
 		CheckinPort: checkinPort, CheckinURL: fmt.Sprintf("http://10.0.2.2:%d", checkinPort),
 	})
 	store, err := state.Open(ctx, ac.Config.Controller.Databases.State)

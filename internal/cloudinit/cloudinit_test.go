@@ -592,3 +592,24 @@ func TestNonASCIIUserPartIsBase64(t *testing.T) {
 		t.Fatalf("transfer encodings %q, %q: want base64 for the non-ASCII part, 7bit (readable) for PremiScale's", parts[0].cte, parts[1].cte)
 	}
 }
+
+func TestRenderWithoutCheckin(t *testing.T) {
+	p := Params{
+		Instance:     Instance{Name: "web-1", Group: "web", Index: 1},
+		InstanceID:   "web-1-abc",
+		UserTemplate: "#cloud-config\nruncmd:\n  - [echo, \"{{.Name}}\"]\n",
+		Network:      Network{Type: NetworkIgnore},
+	}
+	seed, err := Render(p)
+	if err != nil {
+		t.Fatalf("Render without a check-in URL: %v", err)
+	}
+	ud := string(seed.UserData)
+	if !strings.Contains(ud, "[echo, \"web-1\"]") || strings.Contains(ud, "phone_home") {
+		t.Errorf("user-data without check-in should hold the user's part and no phone_home:\n%s", ud)
+	}
+	p.UserTemplate = ""
+	if seed, err = Render(p); err != nil || string(seed.UserData) != "#cloud-config\n" {
+		t.Errorf("nothing to say: user-data %q, %v; want an empty #cloud-config", seed.UserData, err)
+	}
+}

@@ -68,19 +68,26 @@ type premiscaleConfig struct {
 }
 
 // userData assembles the multipart user-data: the rendered user part (if
-// any), then PremiScale's part.
+// any), then PremiScale's part (if the instance checks in).
 func userData(p Params, inst Instance) ([]byte, error) {
 	user, err := renderUserPart(p, inst)
 	if err != nil {
 		return nil, err
 	}
-	ours, err := premiscalePart(p)
-	if err != nil {
-		return nil, fmt.Errorf("cloud-init seed for %s: %w", inst.Name, err)
-	}
-	parts := []mimePart{{filename: "premiscale.cfg", content: ours}}
+	var parts []mimePart
 	if user != nil {
-		parts = append([]mimePart{{filename: "user.cfg", content: user}}, parts...)
+		parts = append(parts, mimePart{filename: "user.cfg", content: user})
+	}
+	// Without a check-in URL (a group with check-in off) the guest gets no PremiScale part.
+	if p.CheckinURL != "" || p.HeartbeatInterval > 0 {
+		ours, err := premiscalePart(p)
+		if err != nil {
+			return nil, fmt.Errorf("cloud-init seed for %s: %w", inst.Name, err)
+		}
+		parts = append(parts, mimePart{filename: "premiscale.cfg", content: ours})
+	}
+	if len(parts) == 0 {
+		return []byte(cloudConfigHeader + "\n"), nil
 	}
 	return multipartArchive(parts)
 }

@@ -31,17 +31,17 @@ func TestExampleLocal(t *testing.T) {
 	if !ok {
 		t.Fatal("local.yaml has no host local")
 	}
-	if uri, err := local.LibvirtURI(); err != nil || uri != "test:///default" {
+	if uri, err := local.LibvirtURI(); err != nil || uri != "qemu:///system" {
 		t.Errorf("local URI = %q, %v", uri, err)
 	}
 	demo := cfg.Controller.Autoscale.Groups["demo"]
-	if demo.ImagePool() != "default-pool" || demo.ImageVolume() != "demo-base.qcow2" {
+	if demo.ImagePool() != "premiscale" || demo.ImageVolume() != "debian-12-cloudinit.qcow2" || demo.Domain.Type != "qemu" || demo.Domain.Kernel == "" {
 		t.Errorf("demo image = %q", demo.Image)
 	}
-	if !strings.HasPrefix(demo.CloudInit.Content, "#cloud-config\n") {
+	if !strings.HasPrefix(demo.CloudInit.Content, "#cloud-config\n") || !demo.Health.CheckinEnabled() {
 		t.Errorf("demo cloud-init = %q", demo.CloudInit.Content)
 	}
-	if demo.Scaling.MinNodes != 1 || demo.Scaling.MaxNodes != 4 || demo.Scaling.Cooldown.Seconds() != 20 || demo.Scaling.ResourceTarget.CPU != 50 {
+	if demo.Scaling.MinNodes != 1 || demo.Scaling.MaxNodes != 2 || demo.Scaling.ScaleIn.StabilizationWindow.Seconds() != 60 || demo.Scaling.ResourceTarget.CPU != 50 {
 		t.Errorf("demo scaling = %+v", demo.Scaling)
 	}
 	if cfg.Controller.Reconciliation.Interval.Seconds() != 10 || cfg.Controller.Databases.CollectionInterval.Seconds() != 10 {
