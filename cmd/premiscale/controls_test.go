@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/premiscale/premiscale/internal/metrics"
+	"github.com/premiscale/premiscale/internal/state"
 	"github.com/premiscale/premiscale/internal/testservices"
 )
 
@@ -22,7 +23,7 @@ import (
 func TestOperatorControlsAgainstARunningWorker(t *testing.T) {
 	group := testservices.UniqueName(t, "ops")
 	ac := testservices.WriteAgentConfig(t, group, testservices.UniqueName(t, "h"),
-		"{minNodes: 1, maxNodes: 3, scaleIn: {stabilizationWindow: 0}, resourceTarget: {cpu: 50}}")
+		"{minNodes: 1, maxNodes: 3, cooldown: 5s, scaleIn: {stabilizationWindow: 0}, resourceTarget: {cpu: 50}}")
 	keepTestDriver(t, group)
 	stop := startWorker(t, ac.Path)
 	defer stop()
@@ -63,9 +64,11 @@ func TestOperatorControlsAgainstARunningWorker(t *testing.T) {
 		t.Fatalf("resume: exit %d\n%s", r.code, r.stderr)
 	}
 	// Low load shrinks it to min, but the protected instance stays.
-	s = waitStatus(t, ac.Path, group, func(s statusJSON) bool { return s.Current == 1 })
+	// Retiring instances stay listed until their VM is gone; wait for that too.
+	s = waitStatusFor(t, ac.Path, group, 3*time.Minute, func(s statusJSON) bool { return s.Current == 1 && len(s.Instances) == 1 })
 	if s.Instances[0].Name != group+"-3" {
-		t.Errorf("after scale-in the group kept %s, want the protected %s-3", s.Instances[0].Name, group)
+		ev := run(t, 30*time.Second, "group", "events", group, "-c", ac.Path)
+		t.Errorf("after scale-in the group kept %s, want the protected %s-3; decision log:\n%s\ninstances:\n%s", s.Instances[0].Name, group, ev.stdout, instanceHistory(t, ac))
 	}
 	stopLoad()
 
@@ -185,4 +188,22 @@ func writeLoad(t *testing.T, ac testservices.AgentConfig, group string, cpu floa
 	return func() {
 		once.Do(func() { close(done); <-finished; m.Close() })
 	}
+}
+
+// instanceHistory lists every instance MySQL knows of the group, for failure messages.
+func instanceHistory(t *testing.T, ac testservices.AgentConfig) string {
+	store, err := state.Open(context.Background(), ac.Config.Controller.Databases.State)
+	if err != nil {
+		return err.Error()
+	}
+	defer store.Close()
+	recs, err := store.ListInstances(context.Background(), ac.Group, true)
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, r := range recs {
+		fmt.Fprintf(&b, "%s %s %q\n", r.Name, r.State, r.Reason)
+	}
+	return b.String()
 }
