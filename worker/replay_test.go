@@ -10,7 +10,6 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
@@ -30,15 +29,14 @@ const recordDirEnv = "PREMISCALE_RECORD_HISTORIES"
 // current workflow code: a non-deterministic change fails here, on a real history.
 func replay(t *testing.T, tc client.Client, workflowID, saveAs string) {
 	t.Helper()
-	replayRun(t, tc, workflowID, "", saveAs)
+	replayHistory(t, fetchHistory(t, tc, workflowID, ""), workflowID, saveAs)
 }
 
-// replayRun replays one run of a workflow ("" for the latest).
-func replayRun(t *testing.T, tc client.Client, workflowID, runID, saveAs string) {
+// fetchHistory reads one run of a workflow ("" for the latest).
+func fetchHistory(t *testing.T, tc client.Client, workflowID, runID string) *historypb.History {
 	t.Helper()
-	ctx := context.Background()
 	hist := &historypb.History{}
-	it := tc.GetWorkflowHistory(ctx, workflowID, runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := tc.GetWorkflowHistory(context.Background(), workflowID, runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
@@ -46,6 +44,11 @@ func replayRun(t *testing.T, tc client.Client, workflowID, runID, saveAs string)
 		}
 		hist.Events = append(hist.Events, ev)
 	}
+	return hist
+}
+
+func replayHistory(t *testing.T, hist *historypb.History, workflowID, saveAs string) {
+	t.Helper()
 	r := sdkworker.NewWorkflowReplayer()
 	r.RegisterWorkflow(workflows.GroupWorkflow)
 	r.RegisterWorkflow(workflows.InstanceWorkflow)
@@ -82,10 +85,11 @@ func TestGroupLifecycleHistoriesReplay(t *testing.T) {
 	}
 	// Short runs, so the group continues as new several times during the test.
 	st := workflows.NewGroupState(spec)
-	st.EvaluationsPerRun = 6
+	st.EvaluationsPerRun = 2
 	id := workflows.GroupWorkflowID(f.group)
 	opts := client.StartWorkflowOptions{ID: id, TaskQueue: f.cfg.Controller.Temporal.TaskQueue}
-	if _, err := a.Temporal().ExecuteWorkflow(ctx, opts, workflows.GroupWorkflow, st); err != nil {
+	first, err := a.Temporal().ExecuteWorkflow(ctx, opts, workflows.GroupWorkflow, st)
+	if err != nil {
 		t.Fatalf("start group workflow: %v", err)
 	}
 	ctl := a.Groups()
@@ -107,20 +111,33 @@ func TestGroupLifecycleHistoriesReplay(t *testing.T) {
 	load.close()
 	f.deleteGroup(ctl)
 
-	var runs []string
-	resp, err := a.Temporal().ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: fmt.Sprintf("WorkflowId = '%s'", id)})
-	if err != nil {
-		t.Fatalf("list runs of %s: %v", id, err)
+	// Follow the chain of runs from the first, each ending in continue-as-new but the last.
+	var paused, resumed, retired bool
+	run := first.GetRunID()
+	for n := 1; run != ""; n++ {
+		hist := fetchHistory(t, a.Temporal(), id, run)
+		replayHistory(t, hist, id, fmt.Sprintf("group-lifecycle-run%02d.json", n))
+		run = ""
+		for _, ev := range hist.GetEvents() {
+			switch ev.GetEventType() {
+			case enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+				name := ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName()
+				paused = paused || name == workflows.SignalPause
+				resumed = resumed || name == workflows.SignalResume
+			case enums.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+				retired = retired || ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes().GetSignalName() == workflows.SignalRetire
+			case enums.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+				run = ev.GetWorkflowExecutionContinuedAsNewEventAttributes().GetNewExecutionRunId()
+			}
+		}
+		if run != "" && n > 200 {
+			t.Fatalf("more than 200 runs of %s", id)
+		}
+		if run == "" && n < 2 {
+			t.Errorf("%s never continued as new", id)
+		}
 	}
-	for _, e := range resp.GetExecutions() {
-		runs = append(runs, e.GetExecution().GetRunId())
-	}
-	if len(runs) < 2 {
-		t.Fatalf("%s has %d runs; want it to have continued as new", id, len(runs))
-	}
-	// The list is newest first; the files are named oldest first.
-	for i := range runs {
-		run := runs[len(runs)-1-i]
-		replayRun(t, a.Temporal(), id, run, fmt.Sprintf("group-lifecycle-run%02d.json", i+1))
+	if !paused || !resumed || !retired {
+		t.Errorf("the replayed runs lack a pause (%v), a resume (%v) or a retirement (%v)", paused, resumed, retired)
 	}
 }
