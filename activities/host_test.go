@@ -1,0 +1,138 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/premiscale/premiscale/internal/cloudinit"
+	"github.com/premiscale/premiscale/internal/config"
+	"github.com/premiscale/premiscale/internal/libvirt"
+)
+
+// fakeHypervisor records what the host activities asked of libvirt.
+type fakeHypervisor struct {
+	calls   []string
+	uploads map[string][]byte
+	spec    libvirt.DomainSpec
+}
+
+func (f *fakeHypervisor) EnsureOverlayVolume(_ context.Context, pool, name, _, _ string) (bool, error) {
+	f.calls = append(f.calls, "overlay "+pool+"/"+name)
+	return true, nil
+}
+
+func (f *fakeHypervisor) UploadVolume(_ context.Context, pool, name string, data []byte) error {
+	f.calls = append(f.calls, "upload "+pool+"/"+name)
+	f.uploads[name] = data
+	return nil
+}
+
+func (f *fakeHypervisor) VolumeExists(context.Context, string, string) (bool, error) {
+	return false, nil
+}
+
+func (f *fakeHypervisor) EnsureDomainRunning(_ context.Context, spec libvirt.DomainSpec) (bool, error) {
+	f.calls = append(f.calls, "domain "+spec.Name)
+	f.spec = spec
+	return true, nil
+}
+
+func (f *fakeHypervisor) LookupDomain(context.Context, string) (libvirt.Domain, bool, error) {
+	return libvirt.Domain{}, false, nil
+}
+
+func (f *fakeHypervisor) RemoveDomain(_ context.Context, name string, _ time.Duration) (bool, error) {
+	f.calls = append(f.calls, "remove "+name)
+	return true, nil
+}
+
+func (f *fakeHypervisor) DeleteVolume(_ context.Context, pool, name string) (bool, error) {
+	f.calls = append(f.calls, "delete "+pool+"/"+name)
+	return true, nil
+}
+
+func TestCreateInstance(t *testing.T) {
+	launch := LaunchParams{
+		ImagePool: "images", ImageVolume: "base.qcow2",
+		Domain:    config.DomainShape{VCPUs: 1, Memory: 512, Network: "user"},
+		CloudInit: "#cloud-config\nruncmd:\n  - [echo, \"{{.Name}} {{.Index}}\"]\n", NetworkType: "dynamic",
+		Checkin: true, HeartbeatInterval: 30 * time.Second,
+	}
+	tests := []struct {
+		name      string
+		cloudInit string
+		wantErr   string
+		wantCalls []string
+	}{
+		{"seed, disk and domain", launch.CloudInit, "", []string{"overlay images/web-3.qcow2", "upload images/web-3-seed.iso", "domain web-3"}},
+		{"template error creates nothing", "#cloud-config\nruncmd: [[echo, \"{{.Nmae}}\"]]\n", "groups.web.cloud-init: line 2", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestActivityEnvironment()
+			hv := &fakeHypervisor{uploads: map[string][]byte{}}
+			h := &HostActivities{
+				Host: "kvm1", Hyper: hv, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				CheckinURL: func(instance string) string { return "http://10.0.2.2:8090/checkin/" + instance + "/token" },
+			}
+			env.RegisterActivity(h)
+			l := launch
+			l.CloudInit = tt.cloudInit
+			_, err := env.ExecuteActivity(h.CreateInstance, CreateInstanceParams{Name: "web-3", Group: "web", Index: 3, InstanceID: "web-3-run", Launch: l})
+			if tt.wantErr != "" {
+				var appErr *temporal.ApplicationError
+				if !errors.As(err, &appErr) || appErr.Type() != ErrTypeBadLaunchSpec || !appErr.NonRetryable() || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v; want a non-retryable %s naming %q", err, ErrTypeBadLaunchSpec, tt.wantErr)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(hv.calls, "; ") != strings.Join(tt.wantCalls, "; ") {
+				t.Fatalf("calls %q, want %q", hv.calls, tt.wantCalls)
+			}
+			if tt.wantErr != "" {
+				return
+			}
+			_, files, err := cloudinit.ReadISO(hv.uploads["web-3-seed.iso"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			ud := string(files["user-data"])
+			for _, want := range []string{"echo, \"web-3 3\"", "http://10.0.2.2:8090/checkin/web-3/token", "premiscale-heartbeat.timer"} {
+				if !strings.Contains(ud, want) {
+					t.Errorf("user-data lacks %q:\n%s", want, ud)
+				}
+			}
+			if hv.spec.MAC != libvirt.InstanceMAC("web-3") || !strings.Contains(string(files["network-config"]), hv.spec.MAC) {
+				t.Errorf("domain MAC %q does not match the seed's network-config:\n%s", hv.spec.MAC, files["network-config"])
+			}
+			if len(hv.spec.Disks) != 2 || hv.spec.Disks[1].Volume != "web-3-seed.iso" || !hv.spec.Disks[1].ReadOnly {
+				t.Errorf("disks %+v, want the overlay and the read-only seed", hv.spec.Disks)
+			}
+		})
+	}
+}
+
+func TestDestroyInstanceRemovesDomainAndVolumes(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	hv := &fakeHypervisor{}
+	h := &HostActivities{Host: "kvm1", Hyper: hv, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	env.RegisterActivity(h)
+	if _, err := env.ExecuteActivity(h.DestroyInstance, DestroyInstanceParams{Name: "web-3", Pool: "images", Grace: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	want := "remove web-3; delete images/web-3.qcow2; delete images/web-3-seed.iso"
+	if got := strings.Join(hv.calls, "; "); got != want {
+		t.Errorf("calls %q, want %q", got, want)
+	}
+}
