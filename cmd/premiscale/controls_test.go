@@ -73,12 +73,7 @@ func TestOperatorControlsAgainstARunningWorker(t *testing.T) {
 	stopLoad()
 
 	// A new spec from a group file reaches the running group.
-	groupFile := filepath.Join(t.TempDir(), "group.yaml")
-	doc := fmt.Sprintf("version: v1alpha1\ngroups:\n  %s:\n    image: %s/%s-base.qcow2\n    domain: {vcpus: 1, memory: 128}\n    hosts: [%s]\n    networking: {type: ignore}\n    health: {checkin: false}\n    scaling: {minNodes: 1, maxNodes: 5, resourceTarget: {cpu: 50}}\n",
-		group, testservices.TestPool, group, ac.Host)
-	if err := os.WriteFile(groupFile, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	groupFile := writeGroupFile(t, group, ac.Host, "{minNodes: 1, maxNodes: 5, resourceTarget: {cpu: 50}}")
 	if r := run(t, 30*time.Second, "group", "update", group, "-f", groupFile, "-c", ac.Path); r.code != 0 || !strings.Contains(r.stdout, "new spec") {
 		t.Errorf("group update: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}

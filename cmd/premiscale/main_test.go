@@ -170,12 +170,7 @@ func TestGroupCommandsAgainstARunningWorker(t *testing.T) {
 		t.Errorf("second create: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// A group from a file starts fresh.
-	groupFile := filepath.Join(t.TempDir(), "group.yaml")
-	doc := fmt.Sprintf("version: v1alpha1\ngroups:\n  %s:\n    image: %s/%s-base.qcow2\n    domain: {vcpus: 1, memory: 128}\n    hosts: [%s]\n    networking: {type: ignore}\n    health: {checkin: false}\n    scaling: {minNodes: 2, maxNodes: 2, resourceTarget: {cpu: 50}}\n",
-		other, testservices.TestPool, other, ac.Host)
-	if err := os.WriteFile(groupFile, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	groupFile := writeGroupFile(t, other, ac.Host, "{minNodes: 2, maxNodes: 2, resourceTarget: {cpu: 50}}")
 	if r := run(t, 30*time.Second, "group", "create", other, "-f", groupFile, "-c", ac.Path); r.code != 0 || !strings.Contains(r.stdout, "started") {
 		t.Errorf("create from file: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -325,4 +320,16 @@ func alive(pid int) bool {
 	// The state follows the command name, which is in parentheses.
 	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 	return len(fields) > 0 && fields[0] != "Z"
+}
+
+// writeGroupFile writes a group file (for group create/update -f) with one test-driver group.
+func writeGroupFile(t *testing.T, group, host, scaling string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "group.yaml")
+	doc := fmt.Sprintf("version: v1alpha1\ngroups:\n  %s:\n    image: %s/%s-base.qcow2\n    domain: {vcpus: 1, memory: 128}\n    hosts: [%s]\n    networking: {type: ignore}\n    health: {checkin: false}\n    scaling: %s\n",
+		group, testservices.TestPool, group, host, scaling)
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
