@@ -68,19 +68,7 @@ func TestDomainXMLGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DomainXML: %v", err)
 			}
-			golden := filepath.Join("testdata", tt.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden file (run go test -run TestDomainXMLGolden -update to create it): %v", err)
-			}
-			if got != string(want) {
-				t.Errorf("DomainXML differs from %s (rerun with -update if intended)\n--- got ---\n%s\n--- want ---\n%s", golden, got, want)
-			}
+			checkGolden(t, tt.name, got)
 
 			// The XML must read back as the same domain, metadata included.
 			var dom libvirtxml.Domain
@@ -171,5 +159,23 @@ func TestDomainXMLRejectsBadSpecs(t *testing.T) {
 				t.Fatalf("DomainXML error = %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// checkGolden compares rendered XML with testdata/<name>.golden, rewriting it under -update.
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	golden := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("read golden file (run go test -run %s -update to create it): %v", t.Name(), err)
+	}
+	if got != string(want) {
+		t.Errorf("rendered XML differs from %s (rerun with -update if intended)\n--- got ---\n%s\n--- want ---\n%s", golden, got, want)
 	}
 }

@@ -116,19 +116,7 @@ func TestTemplateDomainXMLGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("TemplateDomainXML: %v", err)
 			}
-			golden := filepath.Join("testdata", tt.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden file (run go test -run TestTemplateDomainXMLGolden -update to create it): %v", err)
-			}
-			if got != string(want) {
-				t.Errorf("TemplateDomainXML differs from %s (rerun with -update if intended)\n--- got ---\n%s\n--- want ---\n%s", golden, got, want)
-			}
+			checkGolden(t, tt.name, got)
 
 			var dom libvirtxml.Domain
 			if err := dom.Unmarshal(got); err != nil {
