@@ -8,33 +8,24 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/metrics"
 	"github.com/premiscale/premiscale/internal/policy"
+	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
 )
 
 // Activities run on the shared task queue.
 type Activities struct {
-	Store   *state.Store
-	Metrics *metrics.Client
+	Store *state.Store
+	// Metrics reads each check's metric from the source its metric names.
+	Metrics metrics.Sources
 	Logger  *slog.Logger
-}
-
-// CheckQuery is one check's metric to read.
-type CheckQuery struct {
-	Name string
-	// Metric is cpu, memory or query.
-	Metric string
-	// Query is the Flux template of a query check ({{.Group}}, {{.Window}}).
-	Query  string
-	Window time.Duration
 }
 
 // ReadChecksParams asks for the readings of a group's checks.
 type ReadChecksParams struct {
 	Group  string
-	Checks []CheckQuery
+	Checks []policy.Check
 	// Exclude lists instances whose samples must not count (still booting, retiring).
 	Exclude []string
 	// Running is how many instances should have reported; fewer makes a reading partial.
@@ -44,7 +35,7 @@ type ReadChecksParams struct {
 // GroupRecord is a group's row in the state database.
 type GroupRecord struct {
 	Name       string
-	Spec       any
+	Spec       spec.Group
 	WorkflowID string
 	At         time.Time
 }
@@ -84,21 +75,6 @@ type HostActivities struct {
 	CheckinURL func(instance string) string
 }
 
-// LaunchParams is the group-wide part of what a new VM is made from.
-type LaunchParams struct {
-	// ImagePool and ImageVolume name the base image; the overlay and seed go in the same pool.
-	ImagePool, ImageVolume string
-	Domain                 config.DomainShape
-	// Template names an existing domain to clone instead of building from Domain.
-	Template string
-	// CloudInit is the user's #cloud-config template; "" for none.
-	CloudInit                    string
-	NetworkType, Subnet, Gateway string
-	Nameservers                  []string
-	Checkin                      bool
-	HeartbeatInterval            time.Duration
-}
-
 // CreateInstanceParams describe the VM to create.
 type CreateInstanceParams struct {
 	Name, Group string
@@ -107,7 +83,7 @@ type CreateInstanceParams struct {
 	Address string
 	// InstanceID is cloud-init's instance-id: unique per launch, stable across retries.
 	InstanceID string
-	Launch     LaunchParams
+	Launch     spec.Launch
 }
 
 // CreateInstanceResult says what the activity found or made.

@@ -31,7 +31,7 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 	var res CreateInstanceResult
 	l := p.Launch
 	// The seed's network-config finds the NIC by this MAC; a template's NIC gets it too.
-	mac := ""
+	var mac string
 	if l.Domain.Network != "" || l.Template != "" {
 		mac = libvirt.InstanceMAC(p.Name)
 	}
@@ -66,15 +66,8 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 	}
 
 	activity.RecordHeartbeat(ctx, "domain")
-	spec := libvirt.DomainSpec{
-		Name: p.Name, Group: p.Group, Type: l.Domain.Type,
-		VCPUs: l.Domain.VCPUs, MemoryMiB: l.Domain.Memory,
-		Arch: l.Domain.Arch, Machine: l.Domain.Machine,
-		Disks:  disks,
-		Kernel: l.Domain.Kernel, Initrd: l.Domain.Initrd, Cmdline: l.Domain.Cmdline,
-		Network: l.Domain.Network, MAC: mac, Template: l.Template,
-	}
-	if res.DomainCreated, err = h.Hyper.EnsureDomainRunning(ctx, spec); err != nil {
+	dom := libvirt.DomainSpec{Name: p.Name, Group: p.Group, Domain: l.Domain, Disks: disks, MAC: mac, Template: l.Template}
+	if res.DomainCreated, err = h.Hyper.EnsureDomainRunning(ctx, dom); err != nil {
 		err = fmt.Errorf("create domain of instance %s on host %s: %w", p.Name, h.Host, err)
 		if errors.Is(err, libvirt.ErrInvalidSpec) {
 			return res, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadLaunchSpec, err)
@@ -90,7 +83,7 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 // neither cloud-init nor check-in.
 func (h *HostActivities) seed(p CreateInstanceParams, mac string) ([]byte, error) {
 	l := p.Launch
-	if l.CloudInit == "" && !l.Checkin {
+	if l.CloudInit == "" && !l.Health.Checkin {
 		return nil, nil
 	}
 	params := cloudinit.Params{
@@ -98,14 +91,12 @@ func (h *HostActivities) seed(p CreateInstanceParams, mac string) ([]byte, error
 		InstanceID:     p.InstanceID,
 		UserTemplate:   l.CloudInit,
 		TemplateSource: "controller.autoscale.groups." + p.Group + ".cloud-init",
-		Network: cloudinit.Network{
-			Type: l.NetworkType, MAC: mac, Address: p.Address, Subnet: l.Subnet, Gateway: l.Gateway,
-			Nameservers: l.Nameservers,
-		},
+		Network:        l.Networking,
+		MAC:            mac,
 	}
-	if l.Checkin {
+	if l.Health.Checkin {
 		params.CheckinURL = h.CheckinURL(p.Name)
-		params.HeartbeatInterval = l.HeartbeatInterval
+		params.HeartbeatInterval = l.Health.HeartbeatInterval
 	}
 	seed, err := cloudinit.Render(params)
 	if err != nil {

@@ -13,8 +13,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/premiscale/premiscale/internal/cloudinit"
-	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/libvirt"
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // fakeHypervisor records what the host activities asked of libvirt.
@@ -60,11 +60,12 @@ func (f *fakeHypervisor) DeleteVolume(_ context.Context, pool, name string) (boo
 }
 
 func TestCreateInstance(t *testing.T) {
-	launch := LaunchParams{
+	launch := spec.Launch{
 		ImagePool: "images", ImageVolume: "base.qcow2",
-		Domain:    config.DomainShape{VCPUs: 1, Memory: 512, Network: "user"},
-		CloudInit: "#cloud-config\nruncmd:\n  - [echo, \"{{.Name}} {{.Index}}\"]\n", NetworkType: "dynamic",
-		Checkin: true, HeartbeatInterval: 30 * time.Second,
+		Domain:     spec.Domain{VCPUs: 1, Memory: 512, Network: "user"},
+		CloudInit:  "#cloud-config\nruncmd:\n  - [echo, \"{{.Name}} {{.Index}}\"]\n",
+		Networking: spec.Network{Type: spec.NetworkDynamic},
+		Health:     spec.Health{Checkin: true, HeartbeatInterval: 30 * time.Second},
 	}
 	tests := []struct {
 		name      string

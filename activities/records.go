@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
 )
 
@@ -35,9 +36,9 @@ func (a *Activities) RecordInstance(ctx context.Context, r InstanceRecord) error
 	}
 	at := r.At
 	switch r.State {
-	case state.InstanceRunning:
+	case spec.StateRunning:
 		inst.LastSeenAt = &at
-	case state.InstanceTerminated, state.InstanceFailed:
+	case spec.StateTerminated, spec.StateFailed:
 		inst.TerminatedAt = &at
 	}
 	return a.Store.UpsertInstance(ctx, inst)
@@ -92,4 +93,16 @@ func (a *Activities) InstanceLastSeen(ctx context.Context, name string) (time.Ti
 		return time.Time{}, nil
 	}
 	return *in.LastSeenAt, nil
+}
+
+// EventRepeats says how many evaluations repeated a decision-log row, and when the last was.
+type EventRepeats struct {
+	Key     string
+	Repeats int
+	LastAt  time.Time
+}
+
+// RecordEventRepeats records the repeats of a decision-log row; running it twice is harmless.
+func (a *Activities) RecordEventRepeats(ctx context.Context, r EventRepeats) error {
+	return a.Store.SetScalingEventRepeats(ctx, r.Key, r.Repeats, r.LastAt)
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/premiscale/premiscale/internal/libvirt"
 	"github.com/premiscale/premiscale/internal/state"
 	"github.com/premiscale/premiscale/internal/testservices"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // TestFailedLaunchLeavesNothingBehind launches on qemu:///system with a domain shape that
@@ -56,12 +58,12 @@ func TestFailedLaunchLeavesNothingBehind(t *testing.T) {
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		rec, _, err = f.store.GetInstance(ctx, first)
-		if err == nil && rec.State == state.InstanceFailed {
+		if err == nil && rec.State == spec.StateFailed {
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	if rec.State != state.InstanceFailed || !strings.Contains(rec.Reason, "launch failed") {
+	if rec.State != spec.StateFailed || !strings.Contains(rec.Reason, "launch failed") {
 		t.Fatalf("instance %s: %+v; want failed with the launch error", first, rec)
 	}
 	if _, found, err := conn.LookupDomain(ctx, first); err != nil || found {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/premiscale/premiscale/internal/groupctl"
+	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/workflows"
 )
 
@@ -79,14 +80,14 @@ func TestGroupLifecycleHistoriesReplay(t *testing.T) {
 	if err := a.Start(ctx); err != nil {
 		t.Fatalf("start agent: %v", err)
 	}
-	spec, err := workflows.SpecFromConfig(f.cfg, f.group, f.cfg.Controller.Autoscale.Groups[f.group])
+	gs, err := f.cfg.Controller.GroupSpec(f.group, f.cfg.Controller.Autoscale.Groups[f.group])
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Short runs, so the group continues as new several times during the test.
-	st := workflows.NewGroupState(spec)
+	st := workflows.NewGroupState(gs)
 	st.EvaluationsPerRun = 2
-	id := workflows.GroupWorkflowID(f.group)
+	id := spec.GroupWorkflowID(f.group)
 	opts := client.StartWorkflowOptions{ID: id, TaskQueue: f.cfg.Controller.Temporal.TaskQueue}
 	first, err := a.Temporal().ExecuteWorkflow(ctx, opts, workflows.GroupWorkflow, st)
 	if err != nil {
@@ -102,7 +103,7 @@ func TestGroupLifecycleHistoriesReplay(t *testing.T) {
 	}
 	load.set(5)
 	f.waitFor(ctl, "a paused evaluation that wants to shrink", time.Minute, func(s groupctl.Status) bool {
-		return s.Paused && s.LastDecision != nil && s.LastDecision.Outcome == workflows.OutcomePaused && s.Current == 3
+		return s.Paused && s.LastDecision != nil && s.LastDecision.Outcome == spec.OutcomePaused && s.Current == 3
 	})
 	if err := ctl.Resume(ctx, f.group); err != nil {
 		t.Fatal(err)
@@ -122,10 +123,10 @@ func TestGroupLifecycleHistoriesReplay(t *testing.T) {
 			switch ev.GetEventType() {
 			case enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
 				name := ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName()
-				paused = paused || name == workflows.SignalPause
-				resumed = resumed || name == workflows.SignalResume
+				paused = paused || name == spec.SignalPause
+				resumed = resumed || name == spec.SignalResume
 			case enums.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
-				retired = retired || ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes().GetSignalName() == workflows.SignalRetire
+				retired = retired || ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes().GetSignalName() == spec.SignalRetire
 			case enums.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
 				run = ev.GetWorkflowExecutionContinuedAsNewEventAttributes().GetNewExecutionRunId()
 			}

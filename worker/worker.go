@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -25,8 +24,9 @@ import (
 	"github.com/premiscale/premiscale/internal/collector"
 	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/groupctl"
+	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/libvirt"
-	"github.com/premiscale/premiscale/internal/metrics"
+	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
 	"github.com/premiscale/premiscale/workflows"
 )
@@ -49,7 +49,7 @@ type Agent struct {
 	log      *slog.Logger
 	temporal client.Client
 	store    *state.Store
-	metrics  *metrics.Client
+	metrics  *influxdb.Client
 	conns    map[string]*libvirt.Conn
 	workers  []sdkworker.Worker
 	health   *http.Server
@@ -79,7 +79,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *Agent, err e
 	if a.store, err = state.Open(ctx, c.Databases.State); err != nil {
 		return nil, fmt.Errorf("open state database: %w", err)
 	}
-	if a.metrics, err = metrics.New(c.Databases.Timeseries, a.log); err != nil {
+	if a.metrics, err = influxdb.New(c.Databases.Timeseries.InfluxOptions(), a.log); err != nil {
 		return nil, fmt.Errorf("open time-series database: %w", err)
 	}
 	if err = a.metrics.EnsureDatabase(ctx); err != nil {
@@ -135,10 +135,10 @@ func (a *Agent) Start(ctx context.Context) error {
 	shared := sdkworker.New(a.temporal, c.Temporal.TaskQueue, sdkworker.Options{})
 	shared.RegisterWorkflow(workflows.GroupWorkflow)
 	shared.RegisterWorkflow(workflows.InstanceWorkflow)
-	shared.RegisterActivity(&activities.Activities{Store: a.store, Metrics: a.metrics, Logger: a.log})
+	shared.RegisterActivity(&activities.Activities{Store: a.store, Metrics: influxdb.Sources(a.metrics), Logger: a.log})
 	a.workers = append(a.workers, shared)
 	for _, h := range a.servedHosts() {
-		w := sdkworker.New(a.temporal, workflows.HostTaskQueue(h.Name), sdkworker.Options{})
+		w := sdkworker.New(a.temporal, spec.HostTaskQueue(h.Name), sdkworker.Options{})
 		w.RegisterActivity(&activities.HostActivities{
 			Host: h.Name, Hyper: a.conns[h.Name], Logger: a.log.With("host", h.Name),
 			CheckinURL: func(instance string) string { return checkin.URL(c.Checkin.URL, a.secret, instance) },
@@ -168,18 +168,13 @@ func (a *Agent) Start(ctx context.Context) error {
 
 func (a *Agent) applyGroups(ctx context.Context) error {
 	ctl := a.Groups()
-	groups := a.cfg.Controller.Autoscale.Groups
-	names := make([]string, 0, len(groups))
-	for name := range groups {
-		names = append(names, name)
+	specs, err := a.cfg.GroupSpecs()
+	if err != nil {
+		return err
 	}
-	slices.Sort(names)
-	for _, name := range names {
-		spec, err := workflows.SpecFromConfig(a.cfg, name, groups[name])
-		if err != nil {
-			return err
-		}
-		res, err := ctl.Apply(ctx, spec)
+	for _, gs := range specs {
+		name := gs.Name
+		res, err := ctl.Apply(ctx, gs)
 		if err != nil {
 			return err
 		}

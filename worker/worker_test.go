@@ -12,11 +12,12 @@ import (
 
 	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/groupctl"
+	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/libvirt"
-	"github.com/premiscale/premiscale/internal/metrics"
 	"github.com/premiscale/premiscale/internal/state"
 	"github.com/premiscale/premiscale/internal/testservices"
-	"github.com/premiscale/premiscale/workflows"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // testPool is the storage pool every test:///default driver has.
@@ -30,7 +31,7 @@ type fixture struct {
 	host   string
 	conn   *libvirt.Conn
 	store  *state.Store
-	influx *metrics.Client
+	influx *influxdb.Client
 }
 
 func newFixture(t *testing.T, scaling string) *fixture {
@@ -52,7 +53,7 @@ func newFixture(t *testing.T, scaling string) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.store.Close() })
-	if f.influx, err = metrics.New(f.cfg.Controller.Databases.Timeseries, quietLogger()); err != nil {
+	if f.influx, err = influxdb.New(f.cfg.Controller.Databases.Timeseries.InfluxOptions(), quietLogger()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.influx.Close)
@@ -105,7 +106,7 @@ func running(n int) func(groupctl.Status) bool {
 			return false
 		}
 		for _, in := range s.Instances {
-			if in.State != workflows.StateRunning {
+			if in.State != spec.StateRunning {
 				return false
 			}
 		}
@@ -140,9 +141,9 @@ func (f *fixture) writeLoad(ctl *groupctl.Client, value float64) *cpuLoad {
 				l.mu.Lock()
 				v := l.value
 				l.mu.Unlock()
-				var samples []metrics.DomainSample
+				var samples []influxdb.DomainSample
 				for _, in := range s.Instances {
-					samples = append(samples, metrics.DomainSample{Group: f.group, Instance: in.Name, Host: f.host, At: time.Now(), CPUPercent: v})
+					samples = append(samples, influxdb.DomainSample{Group: f.group, Instance: in.Name, Host: f.host, At: time.Now(), CPUPercent: v})
 				}
 				if len(samples) > 0 {
 					if err := f.influx.WriteDomainSamples(ctx, samples); err != nil {
@@ -229,7 +230,7 @@ func TestGroupFollowsLoadOnRealServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range all {
-		if r.State == state.InstanceTerminated {
+		if r.State == spec.StateTerminated {
 			exists, err := f.conn.VolumeExists(context.Background(), testPool, r.Name+".qcow2")
 			if err != nil || exists {
 				t.Errorf("retired instance %s still has its disk (exists=%v, err=%v)", r.Name, exists, err)
@@ -256,8 +257,8 @@ func TestGroupFollowsLoadOnRealServices(t *testing.T) {
 		t.Errorf("events end at size %d having launched %d; want 1, and %d instances recorded", size, launched, len(all))
 	}
 	f.deleteGroup(ctl)
-	replay(t, a.Temporal(), workflows.GroupWorkflowID(f.group), "group-scale-out-in-delete.json")
-	replay(t, a.Temporal(), workflows.InstanceWorkflowID(f.group+"-2"), "instance-launch-retire.json")
+	replay(t, a.Temporal(), spec.GroupWorkflowID(f.group), "group-scale-out-in-delete.json")
+	replay(t, a.Temporal(), spec.InstanceWorkflowID(f.group+"-2"), "instance-launch-retire.json")
 }
 
 func TestReplacementWorkerFinishesScaleOutWithoutDuplicates(t *testing.T) {
@@ -288,5 +289,5 @@ func TestReplacementWorkerFinishesScaleOutWithoutDuplicates(t *testing.T) {
 		t.Errorf("MySQL lists %v, want exactly %v", got, want)
 	}
 	f.deleteGroup(ctl)
-	replay(t, second.Temporal(), workflows.GroupWorkflowID(f.group), "")
+	replay(t, second.Temporal(), spec.GroupWorkflowID(f.group), "")
 }

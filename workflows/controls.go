@@ -4,46 +4,28 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/premiscale/premiscale/internal/spec"
 	"go.temporal.io/sdk/workflow"
 )
-
-// ScaleRequest is the argument of UpdateScale: any of a new desired size and new bounds.
-type ScaleRequest struct {
-	Desired *int `json:"desired,omitempty"`
-	Min     *int `json:"min,omitempty"`
-	Max     *int `json:"max,omitempty"`
-}
-
-// ScaleResult is what UpdateScale accepted.
-type ScaleResult struct {
-	Min, Max, Current int
-	Desired           *int `json:",omitempty"`
-}
-
-// ProtectRequest is the argument of UpdateProtect.
-type ProtectRequest struct {
-	Instance  string `json:"instance"`
-	Protected bool   `json:"protected"`
-}
 
 // registerHandlers sets up the status query and the operator updates. Validators run before
 // anything is written to history, so a rejected request leaves no trace but its error.
 func (g *group) registerHandlers(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (GroupStatus, error) { return g.status(), nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, spec.QueryStatus, func() (spec.GroupStatus, error) { return g.status(), nil }); err != nil {
 		return fmt.Errorf("register status query: %w", err)
 	}
-	err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateScale, g.scale, workflow.UpdateHandlerOptions{Validator: g.validateScale})
+	err := workflow.SetUpdateHandlerWithOptions(ctx, spec.UpdateScale, g.scale, workflow.UpdateHandlerOptions{Validator: g.validateScale})
 	if err != nil {
-		return fmt.Errorf("register %s update: %w", UpdateScale, err)
+		return fmt.Errorf("register %s update: %w", spec.UpdateScale, err)
 	}
-	err = workflow.SetUpdateHandlerWithOptions(ctx, UpdateProtect, g.protect, workflow.UpdateHandlerOptions{Validator: g.validateProtect})
+	err = workflow.SetUpdateHandlerWithOptions(ctx, spec.UpdateProtect, g.protect, workflow.UpdateHandlerOptions{Validator: g.validateProtect})
 	if err != nil {
-		return fmt.Errorf("register %s update: %w", UpdateProtect, err)
+		return fmt.Errorf("register %s update: %w", spec.UpdateProtect, err)
 	}
 	return nil
 }
 
-func (g *group) bounds(r ScaleRequest) (lo, hi int) {
+func (g *group) bounds(r spec.ScaleRequest) (lo, hi int) {
 	lo, hi = g.st.Spec.Policy.Min, g.st.Spec.Policy.Max
 	if r.Min != nil {
 		lo = *r.Min
@@ -54,7 +36,7 @@ func (g *group) bounds(r ScaleRequest) (lo, hi int) {
 	return lo, hi
 }
 
-func (g *group) validateScale(_ workflow.Context, r ScaleRequest) error {
+func (g *group) validateScale(_ workflow.Context, r spec.ScaleRequest) error {
 	if g.st.Deleting {
 		return errors.New("the group is being deleted")
 	}
@@ -77,7 +59,7 @@ func (g *group) validateScale(_ workflow.Context, r ScaleRequest) error {
 	return nil
 }
 
-func (g *group) scale(ctx workflow.Context, r ScaleRequest) (ScaleResult, error) {
+func (g *group) scale(ctx workflow.Context, r spec.ScaleRequest) (spec.ScaleResult, error) {
 	lo, hi := g.bounds(r)
 	g.st.Spec.Policy.Min, g.st.Spec.Policy.Max = lo, hi
 	if r.Desired != nil {
@@ -85,13 +67,13 @@ func (g *group) scale(ctx workflow.Context, r ScaleRequest) (ScaleResult, error)
 	}
 	g.logger.Info("operator scaled group", "group", g.st.Spec.Name, "min", lo, "max", hi, "desired", r.Desired)
 	g.wake.SendAsync(struct{}{})
-	return ScaleResult{Min: lo, Max: hi, Current: g.live(), Desired: r.Desired}, nil
+	return spec.ScaleResult{Min: lo, Max: hi, Current: g.live(), Desired: r.Desired}, nil
 }
 
-func (g *group) validateProtect(_ workflow.Context, r ProtectRequest) error {
+func (g *group) validateProtect(_ workflow.Context, r spec.ProtectRequest) error {
 	for _, ref := range g.st.Instances {
 		if ref.Name == r.Instance {
-			if !isLive(ref.State) {
+			if !spec.IsLive(ref.State) {
 				return fmt.Errorf("instance %s is %s", r.Instance, ref.State)
 			}
 			return nil
@@ -100,7 +82,7 @@ func (g *group) validateProtect(_ workflow.Context, r ProtectRequest) error {
 	return fmt.Errorf("instance %s is not a live instance of group %s", r.Instance, g.st.Spec.Name)
 }
 
-func (g *group) protect(_ workflow.Context, r ProtectRequest) (InstanceRef, error) {
+func (g *group) protect(_ workflow.Context, r spec.ProtectRequest) (spec.InstanceRef, error) {
 	for i := range g.st.Instances {
 		if g.st.Instances[i].Name == r.Instance {
 			g.st.Instances[i].Protected = r.Protected
@@ -108,5 +90,5 @@ func (g *group) protect(_ workflow.Context, r ProtectRequest) (InstanceRef, erro
 			return g.st.Instances[i], nil
 		}
 	}
-	return InstanceRef{}, fmt.Errorf("instance %s is gone", r.Instance)
+	return spec.InstanceRef{}, fmt.Errorf("instance %s is gone", r.Instance)
 }

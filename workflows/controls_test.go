@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/internal/spec"
 	"go.temporal.io/sdk/testsuite"
 )
 
@@ -40,18 +42,18 @@ func intp(v int) *int { return &v }
 func TestOperatorScale(t *testing.T) {
 	f := newFakeFleet()
 	env := newEnv(t, f)
-	var rejected, outOfMax, accepted, widened *outcome[ScaleResult]
+	var rejected, outOfMax, accepted, widened *outcome[spec.ScaleResult]
 	env.RegisterDelayedCallback(func() {
-		rejected = update[ScaleResult](env, UpdateScale, ScaleRequest{Desired: intp(9)})
-		outOfMax = update[ScaleResult](env, UpdateScale, ScaleRequest{Min: intp(5)})
-		accepted = update[ScaleResult](env, UpdateScale, ScaleRequest{Desired: intp(3)})
+		rejected = update[spec.ScaleResult](env, spec.UpdateScale, spec.ScaleRequest{Desired: intp(9)})
+		outOfMax = update[spec.ScaleResult](env, spec.UpdateScale, spec.ScaleRequest{Min: intp(5)})
+		accepted = update[spec.ScaleResult](env, spec.UpdateScale, spec.ScaleRequest{Desired: intp(3)})
 	}, 10*time.Second)
 	seen := sizesAt(t, env, minutes(0.5, 1.5))
 	env.RegisterDelayedCallback(func() {
-		widened = update[ScaleResult](env, UpdateScale, ScaleRequest{Desired: intp(6), Max: intp(6)})
+		widened = update[spec.ScaleResult](env, spec.UpdateScale, spec.ScaleRequest{Desired: intp(6), Max: intp(6)})
 	}, 2*time.Minute)
 	after := sizesAt(t, env, minutes(2.5))
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 3*time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 3*time.Minute)
 	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(testSpec()))
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("group workflow failed: %v", err)
@@ -78,30 +80,31 @@ func TestPauseEvaluatesButDoesNotAct(t *testing.T) {
 	f := newFakeFleet()
 	f.setCPU(ptr(100))
 	env := newEnv(t, f)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPause, nil) }, 30*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalPause, nil) }, 30*time.Second)
 	paused := sizesAt(t, env, minutes(2.5))
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalResume, nil) }, 3*time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalResume, nil) }, 3*time.Minute)
 	resumed := sizesAt(t, env, minutes(3.2))
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 4*time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 4*time.Minute)
 	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(testSpec()))
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("group workflow failed: %v", err)
 	}
 	p := paused[0]
-	if p.Current != 1 || !p.Paused || p.LastDecision.Outcome != OutcomePaused || !strings.Contains(p.LastDecision.Reason, "would scale-out 1 → 2") {
+	if p.Current != 1 || !p.Paused || p.LastDecision.Outcome != spec.OutcomePaused || !strings.Contains(p.LastDecision.Reason, "would scale-out 1 → 2") {
 		t.Errorf("while paused: size %d, paused %v, decision %+v; want 1, paused, a logged would-scale-out", p.Current, p.Paused, p.LastDecision)
 	}
 	if resumed[0].Current != 2 || resumed[0].Paused {
 		t.Errorf("resume should act at once: size %d, paused %v", resumed[0].Current, resumed[0].Paused)
 	}
-	paused0 := 0
+	var pausedRows []activities.ScalingEventRecord
 	for _, e := range f.events {
-		if e.Outcome == OutcomePaused {
-			paused0++
+		if e.Outcome == spec.OutcomePaused {
+			pausedRows = append(pausedRows, e)
 		}
 	}
-	if paused0 < 2 {
-		t.Errorf("the paused evaluations were not logged: %+v", f.events)
+	// The paused evaluations say the same thing: one row, the others counted on it.
+	if len(pausedRows) != 1 || f.repeats[pausedRows[0].Key].Repeats < 1 {
+		t.Errorf("the paused evaluations were not logged once with repeats: %+v, repeats %+v", f.events, f.repeats)
 	}
 }
 
@@ -109,25 +112,25 @@ func TestDryRunDecidesAndRecordsButNeverActs(t *testing.T) {
 	f := newFakeFleet()
 	f.setCPU(ptr(100))
 	env := newEnv(t, f)
-	spec := testSpec()
-	spec.DryRun = true
+	gs := testSpec()
+	gs.DryRun = true
 	seen := sizesAt(t, env, minutes(2.5))
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 3*time.Minute)
-	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(spec))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 3*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(gs))
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("group workflow failed: %v", err)
 	}
 	if len(f.created) != 0 {
 		t.Errorf("a dry-run group created %v", f.created)
 	}
-	if d := seen[0].LastDecision; !seen[0].DryRun || d.Outcome != OutcomeDryRun || !strings.Contains(d.Reason, "would scale-out 0 → 1") {
+	if d := seen[0].LastDecision; !seen[0].DryRun || d.Outcome != spec.OutcomeDryRun || !strings.Contains(d.Reason, "would scale-out 0 → 1") {
 		t.Errorf("dry-run decision %+v", d)
 	}
-	if len(f.events) < 3 {
-		t.Errorf("dry-run decisions were not recorded: %+v", f.events)
+	if len(f.events) < 1 || f.repeats[f.events[0].Key].Repeats < 1 {
+		t.Errorf("dry-run decisions were not recorded (a row and its repeats): %+v, repeats %+v", f.events, f.repeats)
 	}
 	for _, e := range f.events {
-		if e.Outcome != OutcomeDryRun && e.Outcome != OutcomeDeleting {
+		if e.Outcome != spec.OutcomeDryRun && e.Outcome != spec.OutcomeDeleting {
 			t.Errorf("event with outcome %q in a dry-run group", e.Outcome)
 		}
 	}
@@ -135,34 +138,34 @@ func TestDryRunDecidesAndRecordsButNeverActs(t *testing.T) {
 
 func TestScaleInOrderAndProtection(t *testing.T) {
 	tests := []struct {
-		policy, protect string
-		want            string
+		policy        spec.TerminationPolicy
+		protect, want string
 	}{
-		{TerminateNewestFirst, "", "web-1"},
-		{TerminateOldestFirst, "", "web-3"},
-		{TerminateNewestFirst, "web-3", "web-3"},
-		{TerminateOldestFirst, "web-1", "web-1"},
+		{spec.TerminateNewestFirst, "", "web-1"},
+		{spec.TerminateOldestFirst, "", "web-3"},
+		{spec.TerminateNewestFirst, "web-3", "web-3"},
+		{spec.TerminateOldestFirst, "web-1", "web-1"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.policy+"/protect="+tt.protect, func(t *testing.T) {
+		t.Run(string(tt.policy)+"/protect="+tt.protect, func(t *testing.T) {
 			f := newFakeFleet()
 			env := newEnv(t, f)
-			spec := testSpec()
-			spec.Policy.Min, spec.Policy.Increment = 3, 3
-			spec.TerminationPolicy = tt.policy
-			var protected, unknown *outcome[InstanceRef]
+			gs := testSpec()
+			gs.Policy.Min, gs.Policy.Increment = 3, 3
+			gs.TerminationPolicy = tt.policy
+			var protected, unknown *outcome[spec.InstanceRef]
 			if tt.protect != "" {
 				env.RegisterDelayedCallback(func() {
-					protected = update[InstanceRef](env, UpdateProtect, ProtectRequest{Instance: tt.protect, Protected: true})
-					unknown = update[InstanceRef](env, UpdateProtect, ProtectRequest{Instance: "web-99", Protected: true})
+					protected = update[spec.InstanceRef](env, spec.UpdateProtect, spec.ProtectRequest{Instance: tt.protect, Protected: true})
+					unknown = update[spec.InstanceRef](env, spec.UpdateProtect, spec.ProtectRequest{Instance: "web-99", Protected: true})
 				}, 30*time.Second)
 			}
 			env.RegisterDelayedCallback(func() {
-				update[ScaleResult](env, UpdateScale, ScaleRequest{Min: intp(1), Desired: intp(1)})
+				update[spec.ScaleResult](env, spec.UpdateScale, spec.ScaleRequest{Min: intp(1), Desired: intp(1)})
 			}, 45*time.Second)
 			seen := sizesAt(t, env, minutes(1.5))
-			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 2*time.Minute)
-			env.ExecuteWorkflow(GroupWorkflow, NewGroupState(spec))
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 2*time.Minute)
+			env.ExecuteWorkflow(GroupWorkflow, NewGroupState(gs))
 			if err := env.GetWorkflowError(); err != nil {
 				t.Fatalf("group workflow failed: %v", err)
 			}
@@ -189,17 +192,17 @@ func TestLaunchLimits(t *testing.T) {
 	t.Run("maxConcurrentLaunches", func(t *testing.T) {
 		f := newFakeFleet()
 		env := newEnv(t, f)
-		spec := testSpec()
-		spec.Policy.Min, spec.Policy.Increment = 3, 3
-		spec.MaxConcurrentLaunches = 2
-		spec.Launch.Health = HealthSpec{Checkin: true, BootTimeout: time.Hour}
+		gs := testSpec()
+		gs.Policy.Min, gs.Policy.Increment = 3, 3
+		gs.MaxConcurrentLaunches = 2
+		gs.Launch.Health = spec.Health{Checkin: true, BootTimeout: time.Hour}
 		seen := sizesAt(t, env, minutes(0.5, 1.5))
 		env.RegisterDelayedCallback(func() {
-			env.SignalWorkflowByID(InstanceWorkflowID("web-1"), SignalCheckin, CheckinSignal{})
+			env.SignalWorkflowByID(spec.InstanceWorkflowID("web-1"), spec.SignalCheckin, spec.CheckinSignal{})
 		}, 100*time.Second)
 		after := sizesAt(t, env, minutes(2.5))
-		env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 3*time.Minute)
-		env.ExecuteWorkflow(GroupWorkflow, NewGroupState(spec))
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 3*time.Minute)
+		env.ExecuteWorkflow(GroupWorkflow, NewGroupState(gs))
 		if err := env.GetWorkflowError(); err != nil {
 			t.Fatalf("group workflow failed: %v", err)
 		}
@@ -214,11 +217,11 @@ func TestLaunchLimits(t *testing.T) {
 		f := newFakeFleet()
 		f.failNext = 1000
 		env := newEnv(t, f)
-		spec := testSpec()
-		spec.LaunchBackoff = BackoffSpec{After: 2, Initial: 10 * time.Minute, Max: time.Hour}
+		gs := testSpec()
+		gs.LaunchBackoff = spec.Backoff{After: 2, Initial: 10 * time.Minute, Max: time.Hour}
 		seen := sizesAt(t, env, minutes(5))
-		env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 6*time.Minute)
-		env.ExecuteWorkflow(GroupWorkflow, NewGroupState(spec))
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 6*time.Minute)
+		env.ExecuteWorkflow(GroupWorkflow, NewGroupState(gs))
 		if err := env.GetWorkflowError(); err != nil {
 			t.Fatalf("group workflow failed: %v", err)
 		}

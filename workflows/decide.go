@@ -10,6 +10,7 @@ import (
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/internal/policy"
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 var databaseActivityOptions = workflow.ActivityOptions{
@@ -18,15 +19,6 @@ var databaseActivityOptions = workflow.ActivityOptions{
 		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
 	},
 }
-
-// Outcomes of an evaluation, as the decision log records them.
-const (
-	OutcomeActed    = "acted"
-	OutcomeHeld     = "held"
-	OutcomePaused   = "paused"
-	OutcomeDryRun   = "dry-run"
-	OutcomeDeleting = "deleting"
-)
 
 // evaluate reads the checks, asks the policy engine for a size, and acts on it unless the
 // group is paused or a dry run. Every evaluation that changes or wants to change the size is
@@ -40,7 +32,7 @@ func (g *group) evaluate(ctx workflow.Context) {
 	now := workflow.Now(ctx)
 	current := g.live()
 	var ev policy.Evaluation
-	outcome := OutcomeActed
+	outcome := spec.OutcomeActed
 	switch {
 	case g.st.Deleting:
 		ev = policy.Evaluation{Action: policy.Hold, From: current, To: 0, Reason: "group is being deleted"}
@@ -48,7 +40,7 @@ func (g *group) evaluate(ctx workflow.Context) {
 			ev.Action = policy.ScaleIn
 			ev.Reason = fmt.Sprintf("group is being deleted; retiring %d", current)
 		}
-		outcome = OutcomeDeleting
+		outcome = spec.OutcomeDeleting
 	case g.st.DesiredSet:
 		ev = policy.Evaluation{Action: policy.Hold, From: current, To: g.st.Desired, Recommended: g.st.Desired, Winner: "operator",
 			Reason: fmt.Sprintf("operator set the desired size to %d", g.st.Desired)}
@@ -59,27 +51,27 @@ func (g *group) evaluate(ctx workflow.Context) {
 			ev.Action = policy.ScaleIn
 		}
 	default:
-		readings := g.readChecks(ctx, current)
+		readings := g.readChecks(ctx)
 		var next policy.State
 		ev, next = policy.Evaluate(g.st.Spec.Policy, g.st.Policy, policy.Inputs{Now: now, Current: current, Readings: readings})
 		switch {
 		case g.st.Spec.DryRun:
-			outcome = OutcomeDryRun
+			outcome = spec.OutcomeDryRun
 		case g.st.Paused:
-			outcome = OutcomePaused
+			outcome = spec.OutcomePaused
 		default:
 			g.st.Policy = next
 		}
 	}
-	if ev.Action == policy.Hold && outcome == OutcomeActed {
-		outcome = OutcomeHeld
+	if ev.Action == policy.Hold && outcome == spec.OutcomeActed {
+		outcome = spec.OutcomeHeld
 	}
 	g.st.Evaluations++
 
 	reason := ev.Reason
-	if outcome == OutcomeActed || outcome == OutcomeDeleting {
+	if outcome == spec.OutcomeActed || outcome == spec.OutcomeDeleting {
 		reason += g.act(ctx, ev)
-	} else if outcome != OutcomeHeld {
+	} else if outcome != spec.OutcomeHeld {
 		reason = fmt.Sprintf("%s: would %s %d → %d, not acting; %s", outcome, ev.Action, ev.From, ev.To, ev.Reason)
 	}
 	// An operator's size stays the goal until the group reaches it (launch limits may take
@@ -87,14 +79,12 @@ func (g *group) evaluate(ctx workflow.Context) {
 	if g.st.DesiredSet && g.live() == g.st.Desired {
 		g.st.DesiredSet = false
 	}
-	g.st.LastDecision = &DecisionRecord{
+	g.st.LastDecision = &spec.DecisionRecord{
 		At: now, Action: string(ev.Action), From: ev.From, To: ev.To, Recommended: ev.Recommended,
 		Winner: ev.Winner, Reason: reason, Outcome: outcome, Checks: ev.Checks,
 	}
 	g.logger.Info("evaluated", "group", g.st.Spec.Name, "action", ev.Action, "from", ev.From, "to", ev.To, "outcome", outcome, "reason", reason)
-	if ev.Action != policy.Hold || ev.Recommended != ev.From || ev.Failed {
-		g.recordEvent(ctx, g.st.LastDecision)
-	}
+	g.logDecision(ctx, g.st.LastDecision, ev)
 	g.publish(ctx)
 }
 
@@ -116,23 +106,29 @@ func (g *group) act(ctx workflow.Context, ev policy.Evaluation) string {
 	return ""
 }
 
-// readChecks reads every check's metric (nothing for fixed checks). Instances still booting
-// count as capacity but not as data; a reading from fewer instances than are running is partial.
-func (g *group) readChecks(ctx workflow.Context, current int) map[string]policy.Reading {
-	var queries []activities.CheckQuery
+// readChecks reads every check's metric (nothing for fixed checks), at every size: a group at
+// 0 has no cpu samples, but a query check may well have data, and its fallback must not apply
+// while it does. Instances still booting count as capacity but not as data; a reading from
+// fewer instances than are running is partial.
+func (g *group) readChecks(ctx workflow.Context) map[string]policy.Reading {
+	var queries []policy.Check
 	for _, c := range g.st.Spec.Policy.Checks {
 		if c.Strategy.Type == policy.StrategyFixed || c.Metric == "" {
 			continue
 		}
-		queries = append(queries, activities.CheckQuery{Name: c.Name, Metric: c.Metric, Query: c.Query, Window: c.Window})
+		queries = append(queries, c)
 	}
-	if len(queries) == 0 || current == 0 {
+	if len(queries) == 0 {
+		return nil
+	}
+	// Runs started before version 1 read no check at size 0; their histories must replay.
+	if g.live() == 0 && workflow.GetVersion(ctx, changeReadChecksAtZero, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return nil
 	}
 	var exclude []string
 	running := 0
 	for _, ref := range g.st.Instances {
-		if ref.State == StateRunning {
+		if ref.State == spec.StateRunning {
 			running++
 		} else {
 			exclude = append(exclude, ref.Name)
@@ -156,19 +152,6 @@ func (g *group) readChecks(ctx workflow.Context, current int) map[string]policy.
 	return readings
 }
 
-func (g *group) recordEvent(ctx workflow.Context, d *DecisionRecord) {
-	var a *activities.Activities
-	ev := activities.ScalingEventRecord{
-		Key:   fmt.Sprintf("%s/%s/%d", g.wfID, g.runID, g.st.Evaluations),
-		Group: g.st.Spec.Name, At: d.At, From: d.From, To: d.To, Metrics: checkValues(d.Checks),
-		Reason: d.Reason, Action: d.Action, Outcome: d.Outcome, Winner: d.Winner, Checks: d.Checks,
-		WorkflowID: g.wfID, RunID: g.runID,
-	}
-	if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.RecordScalingEvent, ev).Get(ctx, nil); err != nil {
-		g.logger.Warn("could not record scaling event", "group", g.st.Spec.Name, "error", err)
-	}
-}
-
 func checkValues(checks []policy.CheckResult) map[string]float64 {
 	values := map[string]float64{}
 	for _, c := range checks {
@@ -188,10 +171,10 @@ func (g *group) publish(ctx workflow.Context) {
 		last, outcome, reason = d.Action, d.Outcome, d.Reason
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
-		AttrGroup.ValueSet(s.Group),
-		AttrDesired.ValueSet(int64(s.Desired)),
-		AttrCurrent.ValueSet(int64(s.Current)),
-		AttrLastAction.ValueSet(last),
+		spec.AttrGroup.ValueSet(s.Group),
+		spec.AttrDesired.ValueSet(int64(s.Desired)),
+		spec.AttrCurrent.ValueSet(int64(s.Current)),
+		spec.AttrLastAction.ValueSet(last),
 	); err != nil {
 		g.logger.Warn("could not upsert search attributes", "error", err)
 	}

@@ -2,13 +2,13 @@ package workflows
 
 import (
 	"fmt"
-	"time"
 
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/internal/policy"
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // defaultEvaluationsPerRun bounds a run's history even when the server never suggests
@@ -19,13 +19,13 @@ const defaultEvaluationsPerRun = 500
 // continue-as-new carries it over exactly: policy clocks, the stabilization window, sequence
 // numbers, protected instances and operator requests not yet applied.
 type GroupState struct {
-	Spec GroupSpec
+	Spec spec.Group
 	// NextSeq is the last instance sequence number used; names are "<group>-<seq>".
 	NextSeq   int
-	Instances []InstanceRef
+	Instances []spec.InstanceRef
 	// Policy is the scaling engine's memory: cooldown clocks, recent recommendations, changes.
 	Policy       policy.State
-	LastDecision *DecisionRecord
+	LastDecision *spec.DecisionRecord
 	// Evaluations counts evaluations over the group's whole life.
 	Evaluations int
 	Deleting    bool
@@ -35,74 +35,22 @@ type GroupState struct {
 	Desired    int
 	DesiredSet bool
 	// Launches tracks consecutive launch failures and the back-off they caused.
-	Launches LaunchHealth
+	Launches spec.LaunchHealth
 	// EvaluationsPerRun overrides defaultEvaluationsPerRun (tests use a small value).
 	EvaluationsPerRun int
 	// PendingReplacements counts failed instances to replace at the next evaluation (reported
 	// while the run was about to continue as new).
 	PendingReplacements int
+	// DecisionLog remembers the decision log's last row, so identical evaluations are counted
+	// on it instead of written again.
+	DecisionLog DecisionLogState
 	// SequenceLoaded is set once the highest sequence used by an earlier incarnation of the
 	// group was read from the state database, so names never repeat across incarnations.
 	SequenceLoaded bool
 }
 
-// LaunchHealth is the group's memory of failing launches.
-type LaunchHealth struct {
-	ConsecutiveFailures int       `json:"consecutiveFailures"`
-	LastError           string    `json:"lastError,omitempty"`
-	BlockedUntil        time.Time `json:"blockedUntil,omitzero"`
-}
-
-// InstanceRef is the group's view of one of its instances.
-type InstanceRef struct {
-	Name       string    `json:"name"`
-	Seq        int       `json:"seq"`
-	Host       string    `json:"host"`
-	State      string    `json:"state"`
-	LaunchedAt time.Time `json:"launchedAt"`
-	Reason     string    `json:"reason,omitempty"`
-	Address    string    `json:"address,omitempty"`
-	Protected  bool      `json:"protected,omitempty"`
-}
-
-// DecisionRecord is the latest evaluation, as shown by status.
-type DecisionRecord struct {
-	At          time.Time            `json:"at"`
-	Action      string               `json:"action"`
-	From        int                  `json:"from"`
-	To          int                  `json:"to"`
-	Recommended int                  `json:"recommended"`
-	Winner      string               `json:"winner,omitempty"`
-	Reason      string               `json:"reason"`
-	Outcome     string               `json:"outcome"`
-	Checks      []policy.CheckResult `json:"checks,omitempty"`
-}
-
-// GroupStatus is the answer to QueryStatus.
-type GroupStatus struct {
-	Group        string          `json:"group"`
-	Min          int             `json:"min"`
-	Max          int             `json:"max"`
-	Desired      int             `json:"desired"`
-	Current      int             `json:"current"`
-	Deleting     bool            `json:"deleting"`
-	Paused       bool            `json:"paused"`
-	DryRun       bool            `json:"dryRun"`
-	Instances    []InstanceRef   `json:"instances"`
-	LastDecision *DecisionRecord `json:"lastDecision,omitempty"`
-	Launches     LaunchHealth    `json:"launches"`
-	Evaluations  int             `json:"evaluations"`
-}
-
-// InstanceStatus is what an InstanceWorkflow tells its group.
-type InstanceStatus struct {
-	Name, State, Reason, Address string
-	// Replace asks the group to launch a replacement for a failed instance right away.
-	Replace bool
-}
-
 // NewGroupState is the starting state of a group.
-func NewGroupState(spec GroupSpec) GroupState { return GroupState{Spec: spec} }
+func NewGroupState(spec spec.Group) GroupState { return GroupState{Spec: spec} }
 
 type group struct {
 	st     GroupState
@@ -125,11 +73,11 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 	if err := g.registerHandlers(ctx); err != nil {
 		return err
 	}
-	specCh := workflow.GetSignalChannel(ctx, SignalSpec)
-	deleteCh := workflow.GetSignalChannel(ctx, SignalDelete)
-	instanceCh := workflow.GetSignalChannel(ctx, SignalInstanceStatus)
-	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
-	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
+	specCh := workflow.GetSignalChannel(ctx, spec.SignalSpec)
+	deleteCh := workflow.GetSignalChannel(ctx, spec.SignalDelete)
+	instanceCh := workflow.GetSignalChannel(ctx, spec.SignalInstanceStatus)
+	pauseCh := workflow.GetSignalChannel(ctx, spec.SignalPause)
+	resumeCh := workflow.GetSignalChannel(ctx, spec.SignalResume)
 
 	var a *activities.Activities
 	if !g.st.SequenceLoaded {
@@ -148,6 +96,7 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 	}
 	for runEvaluations := 0; ; runEvaluations++ {
 		if g.st.Deleting && len(g.st.Instances) == 0 {
+			g.flushRepeats(ctx)
 			rec := activities.GroupRecord{Name: g.st.Spec.Name, At: workflow.Now(ctx)}
 			if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.MarkGroupDeleted, rec).Get(ctx, nil); err != nil {
 				g.logger.Warn("could not mark group deleted", "group", g.st.Spec.Name, "error", err)
@@ -172,9 +121,9 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 			sel := workflow.NewSelector(ctx)
 			sel.AddFuture(timer, func(workflow.Future) { wake = true })
 			sel.AddReceive(specCh, func(c workflow.ReceiveChannel, _ bool) {
-				var spec GroupSpec
-				c.Receive(ctx, &spec)
-				g.applySpec(ctx, spec)
+				var ns spec.Group
+				c.Receive(ctx, &ns)
+				g.applySpec(ctx, ns)
 			})
 			sel.AddReceive(deleteCh, func(c workflow.ReceiveChannel, _ bool) {
 				c.Receive(ctx, nil)
@@ -189,7 +138,7 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 			})
 			sel.AddReceive(g.wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); wake = true })
 			sel.AddReceive(instanceCh, func(c workflow.ReceiveChannel, _ bool) {
-				var st InstanceStatus
+				var st spec.InstanceStatus
 				c.Receive(ctx, &st)
 				if g.applyStatus(ctx, st) && !g.st.Deleting {
 					g.logger.Info("replacing failed instance", "instance", st.Name, "reason", st.Reason)
@@ -205,14 +154,14 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 
 func (g *group) drain(ctx workflow.Context, specCh, deleteCh, instanceCh, pauseCh, resumeCh workflow.ReceiveChannel) {
 	for {
-		var spec GroupSpec
-		if !specCh.ReceiveAsync(&spec) {
+		var ns spec.Group
+		if !specCh.ReceiveAsync(&ns) {
 			break
 		}
-		g.st.Spec = spec
+		g.st.Spec = ns
 	}
 	for {
-		var st InstanceStatus
+		var st spec.InstanceStatus
 		if !instanceCh.ReceiveAsync(&st) {
 			break
 		}
@@ -233,9 +182,9 @@ func (g *group) drain(ctx workflow.Context, specCh, deleteCh, instanceCh, pauseC
 	}
 }
 
-func (g *group) applySpec(ctx workflow.Context, spec GroupSpec) {
-	g.st.Spec = spec
-	g.logger.Info("group spec updated", "group", spec.Name, "min", spec.Policy.Min, "max", spec.Policy.Max)
+func (g *group) applySpec(ctx workflow.Context, ns spec.Group) {
+	g.st.Spec = ns
+	g.logger.Info("group spec updated", "group", ns.Name, "min", ns.Policy.Min, "max", ns.Policy.Max)
 	g.recordGroup(ctx)
 }
 
@@ -247,24 +196,19 @@ func (g *group) setPaused(paused bool) {
 func (g *group) live() int {
 	n := 0
 	for _, ref := range g.st.Instances {
-		if isLive(ref.State) {
+		if spec.IsLive(ref.State) {
 			n++
 		}
 	}
 	return n
 }
 
-// isLive says whether an instance in this state counts toward the group's size.
-func isLive(state string) bool {
-	return state == StateLaunching || state == StateBooting || state == StateRunning
-}
-
-func (g *group) status() GroupStatus {
+func (g *group) status() spec.GroupStatus {
 	desired := g.live()
 	if g.st.LastDecision != nil {
 		desired = g.st.LastDecision.To
 	}
-	return GroupStatus{
+	return spec.GroupStatus{
 		Group:        g.st.Spec.Name,
 		Min:          g.st.Spec.Policy.Min,
 		Max:          g.st.Spec.Policy.Max,
@@ -273,7 +217,7 @@ func (g *group) status() GroupStatus {
 		Deleting:     g.st.Deleting,
 		Paused:       g.st.Paused,
 		DryRun:       g.st.Spec.DryRun,
-		Instances:    append([]InstanceRef{}, g.st.Instances...),
+		Instances:    append([]spec.InstanceRef{}, g.st.Instances...),
 		LastDecision: g.st.LastDecision,
 		Launches:     g.st.Launches,
 		Evaluations:  g.st.Evaluations,

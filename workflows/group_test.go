@@ -19,8 +19,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/premiscale/premiscale/activities"
-	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/policy"
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // fakeFleet stands in for libvirt, MySQL and InfluxDB in workflow tests: it records what the
@@ -31,6 +31,7 @@ type fakeFleet struct {
 	created   map[string]int
 	destroyed map[string]int
 	events    []activities.ScalingEventRecord
+	repeats   map[string]activities.EventRepeats
 	failNext  int
 	crashed   map[string]bool
 	excluded  []string
@@ -38,7 +39,8 @@ type fakeFleet struct {
 }
 
 func newFakeFleet() *fakeFleet {
-	return &fakeFleet{created: map[string]int{}, destroyed: map[string]int{}, crashed: map[string]bool{}, lastSeen: map[string]time.Time{}}
+	return &fakeFleet{created: map[string]int{}, destroyed: map[string]int{}, crashed: map[string]bool{}, lastSeen: map[string]time.Time{},
+		repeats: map[string]activities.EventRepeats{}}
 }
 
 func (f *fakeFleet) setCPU(v *float64) { f.mu.Lock(); f.cpu = v; f.mu.Unlock() }
@@ -57,8 +59,8 @@ func (f *fakeFleet) live() int {
 
 func ptr(v float64) *float64 { return &v }
 
-func testSpec() GroupSpec {
-	return GroupSpec{
+func testSpec() spec.Group {
+	return spec.Group{
 		Name:     "web",
 		Interval: time.Minute,
 		Policy: policy.Spec{
@@ -67,7 +69,7 @@ func testSpec() GroupSpec {
 				Strategy: policy.Strategy{Type: policy.StrategyTarget, Target: 50}}},
 		},
 		Hosts:  []string{"h1", "h2"},
-		Launch: LaunchSpec{ImagePool: "default", ImageVolume: "base.qcow2", Domain: config.DomainShape{VCPUs: 1, Memory: 512}},
+		Launch: spec.Launch{ImagePool: "default", ImageVolume: "base.qcow2", Domain: spec.Domain{VCPUs: 1, Memory: 512}},
 		// Launch.Health zero: instances count as running once started, no health checks.
 	}
 }
@@ -79,7 +81,7 @@ func newEnv(t *testing.T, f *fakeFleet) *testsuite.TestWorkflowEnvironment {
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(GroupWorkflow)
 	env.RegisterWorkflow(InstanceWorkflow)
-	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: GroupWorkflowID("web"), TaskQueue: DefaultTaskQueue})
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: spec.GroupWorkflowID("web"), TaskQueue: spec.DefaultTaskQueue})
 	var a *activities.Activities
 	var h *activities.HostActivities
 	env.RegisterActivity(a)
@@ -93,6 +95,13 @@ func newEnv(t *testing.T, f *fakeFleet) *testsuite.TestWorkflowEnvironment {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.events = append(f.events, e)
+			return nil
+		})
+	env.OnActivity(a.RecordEventRepeats, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, r activities.EventRepeats) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.repeats[r.Key] = r
 			return nil
 		})
 	env.OnActivity(a.ReadChecks, mock.Anything, mock.Anything).Return(
@@ -144,13 +153,13 @@ func newEnv(t *testing.T, f *fakeFleet) *testsuite.TestWorkflowEnvironment {
 	return env
 }
 
-func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) GroupStatus {
+func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) spec.GroupStatus {
 	t.Helper()
-	v, err := env.QueryWorkflow(QueryStatus)
+	v, err := env.QueryWorkflow(spec.QueryStatus)
 	if err != nil {
 		t.Fatalf("query status: %v", err)
 	}
-	var s GroupStatus
+	var s spec.GroupStatus
 	if err := v.Get(&s); err != nil {
 		t.Fatalf("decode status: %v", err)
 	}
@@ -158,8 +167,8 @@ func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) GroupStat
 }
 
 // at runs check at a workflow time offset and records what it saw for later assertions.
-func sizesAt(t *testing.T, env *testsuite.TestWorkflowEnvironment, offsets []time.Duration) []GroupStatus {
-	out := make([]GroupStatus, len(offsets))
+func sizesAt(t *testing.T, env *testsuite.TestWorkflowEnvironment, offsets []time.Duration) []spec.GroupStatus {
+	out := make([]spec.GroupStatus, len(offsets))
 	for i, d := range offsets {
 		env.RegisterDelayedCallback(func() { out[i] = queryStatus(t, env) }, d)
 	}
@@ -180,7 +189,7 @@ func TestGroupScalesOutThenInThenDeletes(t *testing.T) {
 	env := newEnv(t, f)
 	seen := sizesAt(t, env, minutes(0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 9.5))
 	env.RegisterDelayedCallback(func() { f.setCPU(ptr(5)) }, 4*time.Minute+45*time.Second)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 10*time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 10*time.Minute)
 	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(testSpec()))
 
 	if !env.IsWorkflowCompleted() {
@@ -224,11 +233,11 @@ func TestGroupRespectsCooldown(t *testing.T) {
 	f := newFakeFleet()
 	f.setCPU(ptr(100))
 	env := newEnv(t, f)
-	spec := testSpec()
-	spec.Policy.ScaleOutCooldown = 3 * time.Minute
+	gs := testSpec()
+	gs.Policy.ScaleOutCooldown = 3 * time.Minute
 	seen := sizesAt(t, env, minutes(0.5, 1.5, 2.5, 3.5, 5.5, 6.5))
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 7*time.Minute)
-	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(spec))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 7*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(gs))
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("group workflow failed: %v", err)
 	}
@@ -246,11 +255,11 @@ func TestGroupRespectsCooldown(t *testing.T) {
 func TestGroupHoldsWithoutMetrics(t *testing.T) {
 	f := newFakeFleet()
 	env := newEnv(t, f)
-	spec := testSpec()
-	spec.Policy.Min = 2
+	gs := testSpec()
+	gs.Policy.Min = 2
 	seen := sizesAt(t, env, minutes(0.5, 1.5, 4.5))
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 5*time.Minute)
-	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(spec))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 5*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(gs))
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("group workflow failed: %v", err)
 	}
@@ -261,8 +270,13 @@ func TestGroupHoldsWithoutMetrics(t *testing.T) {
 	if last.Action != string(policy.Hold) || !strings.Contains(last.Reason, "cpu no reading → hold 2") {
 		t.Errorf("decision without metrics = %+v, want a hold that says there were no cpu metrics", last)
 	}
-	if len(f.events) != 3 { // two launches to reach min, one delete
-		t.Errorf("recorded %d events, want 3 (holds that want nothing are not logged)", len(f.events))
+	// Two launches to reach min, the hold on missing data once (not once per evaluation), the
+	// delete; the repeats of the hold are counted on its row.
+	if len(f.events) != 4 || !strings.Contains(f.events[2].Reason, "cpu no reading → hold 2") {
+		t.Fatalf("recorded %d events, want 4 with the no-data hold once: %+v", len(f.events), f.events)
+	}
+	if r := f.repeats[f.events[2].Key]; r.Repeats < 2 {
+		t.Errorf("repeats of the no-data hold = %+v, want the later identical evaluations counted", r)
 	}
 }
 
@@ -271,7 +285,7 @@ func TestFailedLaunchIsCleanedUpAndReplaced(t *testing.T) {
 	f.failNext = 5 // every attempt of the first launch fails
 	env := newEnv(t, f)
 	seen := sizesAt(t, env, minutes(2.5))
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 3*time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 3*time.Minute)
 	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(testSpec()))
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("group workflow failed: %v", err)
@@ -300,10 +314,10 @@ func TestGroupContinuesAsNewCarryingState(t *testing.T) {
 		Recommendations: []policy.TimedSize{{At: lastOut, Size: 2}},
 		Changes:         []policy.TimedDelta{{At: lastOut, Delta: 1}},
 	}
-	st.Launches = LaunchHealth{ConsecutiveFailures: 1, LastError: "define domain: no space left"}
-	st.Instances = []InstanceRef{
-		{Name: "web-6", Seq: 6, Host: "h1", State: StateRunning, Protected: true},
-		{Name: "web-7", Seq: 7, Host: "h2", State: StateLaunching, Address: "10.0.0.7"},
+	st.Launches = spec.LaunchHealth{ConsecutiveFailures: 1, LastError: "define domain: no space left"}
+	st.Instances = []spec.InstanceRef{
+		{Name: "web-6", Seq: 6, Host: "h1", State: spec.StateRunning, Protected: true},
+		{Name: "web-7", Seq: 7, Host: "h2", State: spec.StateLaunching, Address: "10.0.0.7"},
 	}
 	env.ExecuteWorkflow(GroupWorkflow, st)
 
@@ -324,7 +338,7 @@ func TestGroupContinuesAsNewCarryingState(t *testing.T) {
 	if !reflect.DeepEqual(next.Instances, st.Instances) {
 		t.Errorf("carried instances %+v, want %+v", next.Instances, st.Instances)
 	}
-	if next.LastDecision == nil || next.LastDecision.Outcome != OutcomePaused || !next.SequenceLoaded || next.EvaluationsPerRun != 3 {
+	if next.LastDecision == nil || next.LastDecision.Outcome != spec.OutcomePaused || !next.SequenceLoaded || next.EvaluationsPerRun != 3 {
 		t.Errorf("carried state lost the last decision or flags: %+v", next)
 	}
 	if !reflect.DeepEqual(next.Spec, st.Spec) {
@@ -335,7 +349,7 @@ func TestGroupContinuesAsNewCarryingState(t *testing.T) {
 func countActions(events []activities.ScalingEventRecord) int {
 	n := 0
 	for _, e := range events {
-		if e.Action != string(policy.Hold) && e.Outcome != OutcomeDryRun && e.Outcome != OutcomePaused {
+		if e.Action != string(policy.Hold) && e.Outcome != spec.OutcomeDryRun && e.Outcome != spec.OutcomePaused {
 			n++
 		}
 	}

@@ -9,9 +9,10 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
-// InstanceParams is the argument of an InstanceWorkflow. The fields after GroupWorkflowID are
+// InstanceParams is the argument of an InstanceWorkflow. The fields after spec.GroupWorkflowID are
 // the workflow's own progress, carried over continue-as-new.
 type InstanceParams struct {
 	Name, Group, Host string
@@ -19,7 +20,7 @@ type InstanceParams struct {
 	Index int
 	// Address is the static address given to the instance, "" unless networking is static.
 	Address string
-	Launch  LaunchSpec
+	Launch  spec.Launch
 	// GroupWorkflowID is where state changes are reported; the current run of the group
 	// receives them, whatever run started this instance.
 	GroupWorkflowID string
@@ -59,8 +60,8 @@ type instance struct {
 func InstanceWorkflow(ctx workflow.Context, p InstanceParams) error {
 	in := &instance{
 		p: p, ctx: ctx, logger: workflow.GetLogger(ctx),
-		retire:  workflow.GetSignalChannel(ctx, SignalRetire),
-		checkin: workflow.GetSignalChannel(ctx, SignalCheckin),
+		retire:  workflow.GetSignalChannel(ctx, spec.SignalRetire),
+		checkin: workflow.GetSignalChannel(ctx, spec.SignalCheckin),
 	}
 	if !p.Running {
 		retired, err := in.launch()
@@ -75,10 +76,10 @@ func InstanceWorkflow(ctx workflow.Context, p InstanceParams) error {
 // instance was retired (or failed) while launching.
 func (in *instance) launch() (retired bool, err error) {
 	p := in.p
-	in.record(StateLaunching, "")
+	in.record(spec.StateLaunching, "")
 	var h *activities.HostActivities
 	cctx := workflow.WithActivityOptions(in.ctx, workflow.ActivityOptions{
-		TaskQueue:              HostTaskQueue(p.Host),
+		TaskQueue:              spec.HostTaskQueue(p.Host),
 		ScheduleToStartTimeout: hostScheduleToStart,
 		StartToCloseTimeout:    10 * time.Minute,
 		HeartbeatTimeout:       time.Minute,
@@ -91,7 +92,7 @@ func (in *instance) launch() (retired bool, err error) {
 		Name: p.Name, Group: p.Group, Index: p.Index, Address: p.Address,
 		// The run ID is unique per launch and stable across retries: cloud-init's instance-id.
 		InstanceID: p.Name + "-" + workflow.GetInfo(in.ctx).WorkflowExecution.RunID,
-		Launch:     p.Launch.activityParams(),
+		Launch:     p.Launch,
 	}
 	if err := workflow.ExecuteActivity(cctx, h.CreateInstance, create).Get(in.ctx, nil); err != nil {
 		return true, in.fail(fmt.Sprintf("launch failed: %v", err), false)
@@ -101,13 +102,13 @@ func (in *instance) launch() (retired bool, err error) {
 		return false, nil
 	}
 
-	in.record(StateBooting, "")
-	in.notify(StateBooting, "", false)
+	in.record(spec.StateBooting, "")
+	in.notify(spec.StateBooting, "", false)
 	timerCtx, cancel := workflow.WithCancel(in.ctx)
 	defer cancel()
 	timeout := workflow.NewTimer(timerCtx, p.Launch.Health.BootTimeout)
 	var outcome string
-	var signal CheckinSignal
+	var signal spec.CheckinSignal
 	sel := workflow.NewSelector(in.ctx)
 	sel.AddReceive(in.checkin, func(c workflow.ReceiveChannel, _ bool) { c.Receive(in.ctx, &signal); outcome = "checkin" })
 	sel.AddReceive(in.retire, func(c workflow.ReceiveChannel, _ bool) { c.Receive(in.ctx, nil); outcome = "retire" })
@@ -130,8 +131,8 @@ func (in *instance) becomeRunning(at time.Time, address string) {
 	if address != "" && in.p.Address == "" {
 		in.p.Address = address
 	}
-	in.record(StateRunning, "")
-	in.notify(StateRunning, "", false)
+	in.record(spec.StateRunning, "")
+	in.notify(spec.StateRunning, "", false)
 }
 
 // watch health-checks a running instance until it is retired or found unhealthy.
@@ -174,7 +175,7 @@ func (in *instance) checkHealth() string {
 	var h *activities.HostActivities
 	var a *activities.Activities
 	hctx := workflow.WithActivityOptions(in.ctx, workflow.ActivityOptions{
-		TaskQueue:              HostTaskQueue(p.Host),
+		TaskQueue:              spec.HostTaskQueue(p.Host),
 		ScheduleToStartTimeout: hostScheduleToStart,
 		StartToCloseTimeout:    time.Minute,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 2},
@@ -214,21 +215,21 @@ func (in *instance) fail(reason string, replace bool) error {
 		reason += fmt.Sprintf("; cleanup failed: %v", err)
 	}
 	in.logger.Warn("instance failed", "instance", in.p.Name, "reason", reason)
-	in.record(StateFailed, reason)
-	in.notify(StateFailed, reason, replace)
+	in.record(spec.StateFailed, reason)
+	in.notify(spec.StateFailed, reason, replace)
 	return nil
 }
 
 func (in *instance) retireNow() error {
-	in.record(StateRetiring, "")
+	in.record(spec.StateRetiring, "")
 	if err := in.destroy(in.ctx); err != nil {
 		reason := fmt.Sprintf("retire failed: %v", err)
-		in.record(StateFailed, reason)
-		in.notify(StateFailed, reason, false)
+		in.record(spec.StateFailed, reason)
+		in.notify(spec.StateFailed, reason, false)
 		return fmt.Errorf("retire instance %s: %w", in.p.Name, err)
 	}
-	in.record(StateTerminated, "retired")
-	in.notify(StateTerminated, "retired", false)
+	in.record(spec.StateTerminated, "retired")
+	in.notify(spec.StateTerminated, "retired", false)
 	return nil
 }
 
@@ -236,7 +237,7 @@ func (in *instance) destroy(ctx workflow.Context) error {
 	var h *activities.HostActivities
 	grace := in.p.Launch.Health.ShutdownGrace
 	dctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           HostTaskQueue(in.p.Host),
+		TaskQueue:           spec.HostTaskQueue(in.p.Host),
 		StartToCloseTimeout: grace + 2*time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: 20},
 	})
@@ -265,8 +266,8 @@ func (in *instance) record(state, reason string) {
 }
 
 func (in *instance) notify(state, reason string, replace bool) {
-	st := InstanceStatus{Name: in.p.Name, State: state, Reason: reason, Address: in.p.Address, Replace: replace}
-	if err := workflow.SignalExternalWorkflow(in.ctx, in.p.GroupWorkflowID, "", SignalInstanceStatus, st).Get(in.ctx, nil); err != nil {
+	st := spec.InstanceStatus{Name: in.p.Name, State: state, Reason: reason, Address: in.p.Address, Replace: replace}
+	if err := workflow.SignalExternalWorkflow(in.ctx, in.p.GroupWorkflowID, "", spec.SignalInstanceStatus, st).Get(in.ctx, nil); err != nil {
 		in.logger.Warn("could not report to group", "instance", in.p.Name, "group", in.p.GroupWorkflowID, "error", err)
 	}
 }

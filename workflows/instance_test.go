@@ -1,37 +1,39 @@
 package workflows
 
 import (
+	"github.com/premiscale/premiscale/internal/spec"
+	"net/netip"
 	"testing"
 	"time"
 )
 
-func findInstance(s GroupStatus, name string) (InstanceRef, bool) {
+func findInstance(s spec.GroupStatus, name string) (spec.InstanceRef, bool) {
 	for _, in := range s.Instances {
 		if in.Name == name {
 			return in, true
 		}
 	}
-	return InstanceRef{}, false
+	return spec.InstanceRef{}, false
 }
 
 func TestInstanceBootsThenRunsOnCheckin(t *testing.T) {
 	f := newFakeFleet()
 	env := newEnv(t, f)
-	spec := testSpec()
-	spec.Launch.Health = HealthSpec{Checkin: true, BootTimeout: 5 * time.Minute, HeartbeatInterval: time.Minute}
+	gs := testSpec()
+	gs.Launch.Health = spec.Health{Checkin: true, BootTimeout: 5 * time.Minute, HeartbeatInterval: time.Minute}
 	seen := sizesAt(t, env, minutes(0.5, 1.5))
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflowByID(InstanceWorkflowID("web-1"), SignalCheckin, CheckinSignal{Address: "10.0.2.15", Hostname: "web-1"})
+		env.SignalWorkflowByID(spec.InstanceWorkflowID("web-1"), spec.SignalCheckin, spec.CheckinSignal{Address: "10.0.2.15", Hostname: "web-1"})
 	}, time.Minute)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 2*time.Minute)
-	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(spec))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 2*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(gs))
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("group workflow failed: %v", err)
 	}
-	if in, _ := findInstance(seen[0], "web-1"); in.State != StateBooting || seen[0].Current != 1 {
+	if in, _ := findInstance(seen[0], "web-1"); in.State != spec.StateBooting || seen[0].Current != 1 {
 		t.Errorf("before check-in: %+v (current %d), want web-1 booting and counted", in, seen[0].Current)
 	}
-	if in, _ := findInstance(seen[1], "web-1"); in.State != StateRunning || in.Address != "10.0.2.15" {
+	if in, _ := findInstance(seen[1], "web-1"); in.State != spec.StateRunning || in.Address != "10.0.2.15" {
 		t.Errorf("after check-in: %+v, want web-1 running at 10.0.2.15", in)
 	}
 	if len(f.created) != 1 || f.destroyed["web-1"] != 1 {
@@ -42,18 +44,18 @@ func TestInstanceBootsThenRunsOnCheckin(t *testing.T) {
 func TestInstanceWithoutCheckinIsReplaced(t *testing.T) {
 	f := newFakeFleet()
 	env := newEnv(t, f)
-	spec := testSpec()
-	spec.Launch.Health = HealthSpec{Checkin: true, BootTimeout: 3 * time.Minute}
+	gs := testSpec()
+	gs.Launch.Health = spec.Health{Checkin: true, BootTimeout: 3 * time.Minute}
 	seen := sizesAt(t, env, minutes(3.5))
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 4*time.Minute)
-	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(spec))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 4*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(gs))
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("group workflow failed: %v", err)
 	}
 	if _, ok := findInstance(seen[0], "web-1"); ok {
 		t.Errorf("web-1 never checked in but is still in the group: %+v", seen[0].Instances)
 	}
-	if in, ok := findInstance(seen[0], "web-2"); !ok || in.State != StateBooting {
+	if in, ok := findInstance(seen[0], "web-2"); !ok || in.State != spec.StateBooting {
 		t.Errorf("no replacement booting after the boot timeout: %+v", seen[0].Instances)
 	}
 	if f.destroyed["web-1"] != 1 {
@@ -78,8 +80,8 @@ func TestUnhealthyInstancesAreReplaced(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeFleet()
 			env := newEnv(t, f)
-			spec := testSpec()
-			spec.Launch.Health = HealthSpec{HeartbeatInterval: time.Minute, HeartbeatTimeout: 3 * time.Minute}
+			gs := testSpec()
+			gs.Launch.Health = spec.Health{HeartbeatInterval: time.Minute, HeartbeatTimeout: 3 * time.Minute}
 			for m := 1; m <= 9; m++ {
 				env.RegisterDelayedCallback(func() {
 					f.mu.Lock()
@@ -93,8 +95,8 @@ func TestUnhealthyInstancesAreReplaced(t *testing.T) {
 			}
 			env.RegisterDelayedCallback(func() { tt.spoil(f) }, 90*time.Second)
 			seen := sizesAt(t, env, minutes(9.5))
-			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 10*time.Minute)
-			env.ExecuteWorkflow(GroupWorkflow, NewGroupState(spec))
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 10*time.Minute)
+			env.ExecuteWorkflow(GroupWorkflow, NewGroupState(gs))
 			if err := env.GetWorkflowError(); err != nil {
 				t.Fatalf("group workflow failed: %v", err)
 			}
@@ -103,7 +105,7 @@ func TestUnhealthyInstancesAreReplaced(t *testing.T) {
 				t.Fatalf("web-1 present=%v at 9.5m, want gone=%v: %+v", present, tt.wantGone, seen[0].Instances)
 			}
 			if tt.wantGone {
-				if in, ok := findInstance(seen[0], "web-2"); !ok || in.State != StateRunning {
+				if in, ok := findInstance(seen[0], "web-2"); !ok || in.State != spec.StateRunning {
 					t.Errorf("no running replacement: %+v", seen[0].Instances)
 				}
 			} else if len(f.created) != 1 {
@@ -116,15 +118,17 @@ func TestUnhealthyInstancesAreReplaced(t *testing.T) {
 func TestStaticAddressesAreNeverShared(t *testing.T) {
 	f := newFakeFleet()
 	env := newEnv(t, f)
-	spec := testSpec()
-	spec.Policy.Min, spec.Policy.Max, spec.Policy.Increment = 3, 3, 3
-	spec.Launch.Networking = NetworkSpec{Type: "static", Subnet: "24", Gateway: "10.0.0.1"}
-	spec.StaticAddresses = []string{"10.0.0.10", "10.0.0.11", "10.0.0.12"}
-	spec.Launch.Health = HealthSpec{HeartbeatInterval: time.Minute}
+	gs := testSpec()
+	gs.Policy.Min, gs.Policy.Max, gs.Policy.Increment = 3, 3, 3
+	gs.Launch.Networking = spec.Network{Type: spec.NetworkStatic, Subnet: netip.MustParsePrefix("10.0.0.0/24"), Gateway: netip.MustParseAddr("10.0.0.1")}
+	for _, a := range []string{"10.0.0.10", "10.0.0.11", "10.0.0.12"} {
+		gs.StaticAddresses = append(gs.StaticAddresses, netip.MustParseAddr(a))
+	}
+	gs.Launch.Health = spec.Health{HeartbeatInterval: time.Minute}
 	env.RegisterDelayedCallback(func() { f.mu.Lock(); f.crashed["web-2"] = true; f.mu.Unlock() }, 90*time.Second)
 	seen := sizesAt(t, env, minutes(0.5, 1.2, 2.5, 3.5))
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDelete, nil) }, 4*time.Minute)
-	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(spec))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 4*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(gs))
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("group workflow failed: %v", err)
 	}

@@ -2,18 +2,12 @@ package workflows
 
 import (
 	"fmt"
-	"sort"
 	"time"
 
+	"github.com/premiscale/premiscale/internal/placement"
+	"github.com/premiscale/premiscale/internal/spec"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/workflow"
-)
-
-// Termination policies: which instances a scale-in retires first.
-const (
-	TerminateNewestFirst    = "newest-first"
-	TerminateOldestFirst    = "oldest-first"
-	TerminateUnhealthyFirst = "unhealthy-first"
 )
 
 // launchUpTo launches at most n instances, fewer when a limit holds: maxNodes counts every
@@ -43,7 +37,7 @@ func (g *group) launchUpTo(ctx workflow.Context, n int, why string) (int, string
 func (g *group) inFlight() int {
 	n := 0
 	for _, ref := range g.st.Instances {
-		if ref.State == StateLaunching || ref.State == StateBooting {
+		if ref.State == spec.StateLaunching || ref.State == spec.StateBooting {
 			n++
 		}
 	}
@@ -53,26 +47,28 @@ func (g *group) inFlight() int {
 // launch starts one InstanceWorkflow; false when static networking has no address left.
 func (g *group) launch(ctx workflow.Context, why string) bool {
 	address := ""
-	if g.st.Spec.Launch.Networking.Type == "static" {
-		var ok bool
-		if address, ok = g.freeAddress(); !ok {
+	if g.st.Spec.Launch.Networking.Type == spec.NetworkStatic {
+		a, ok := placement.FreeAddress(g.st.Spec.StaticAddresses, g.st.Instances)
+		if !ok {
 			g.logger.Warn("no free static address; not launching", "group", g.st.Spec.Name, "in_use", len(g.st.Instances))
 			return false
 		}
+		address = a.String()
 	}
+	host, _ := placement.Pick(placement.Load(g.st.Spec.Hosts, g.st.Instances))
 	g.st.NextSeq++
-	ref := InstanceRef{
+	ref := spec.InstanceRef{
 		Name:       fmt.Sprintf("%s-%d", g.st.Spec.Name, g.st.NextSeq),
 		Seq:        g.st.NextSeq,
-		Host:       g.pickHost(),
-		State:      StateLaunching,
+		Host:       host,
+		State:      spec.StateLaunching,
 		LaunchedAt: workflow.Now(ctx),
 		Address:    address,
 		Reason:     why,
 	}
 	g.st.Instances = append(g.st.Instances, ref)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID: InstanceWorkflowID(ref.Name),
+		WorkflowID: spec.InstanceWorkflowID(ref.Name),
 		// Instances outlive a run of their group (continue-as-new) and report back by signal.
 		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_ABANDON,
 	})
@@ -83,14 +79,14 @@ func (g *group) launch(ctx workflow.Context, why string) bool {
 	child := workflow.ExecuteChildWorkflow(cctx, InstanceWorkflow, params)
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		g.logger.Warn("could not start instance workflow", "instance", ref.Name, "error", err)
-		g.applyStatus(ctx, InstanceStatus{Name: ref.Name, State: StateFailed, Reason: err.Error()})
+		g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateFailed, Reason: err.Error()})
 	}
 	return true
 }
 
 // applyStatus moves an instance forward; late or repeated reports never move it back. It
 // reports whether the instance failed in a way that calls for a replacement now.
-func (g *group) applyStatus(ctx workflow.Context, st InstanceStatus) (replace bool) {
+func (g *group) applyStatus(ctx workflow.Context, st spec.InstanceStatus) (replace bool) {
 	for i, ref := range g.st.Instances {
 		if ref.Name != st.Name {
 			continue
@@ -99,28 +95,28 @@ func (g *group) applyStatus(ctx workflow.Context, st InstanceStatus) (replace bo
 			g.st.Instances[i].Address = st.Address
 		}
 		switch st.State {
-		case StateTerminated, StateFailed:
+		case spec.StateTerminated, spec.StateFailed:
 			g.st.Instances = append(g.st.Instances[:i], g.st.Instances[i+1:]...)
-			if st.State == StateTerminated {
+			if st.State == spec.StateTerminated {
 				return false
 			}
 			g.logger.Warn("instance failed", "instance", st.Name, "reason", st.Reason)
-			if ref.State == StateLaunching || ref.State == StateBooting {
+			if ref.State == spec.StateLaunching || ref.State == spec.StateBooting {
 				// It never ran: that is a failed launch, and enough of them in a row stop
 				// the group from creating more until a back-off passes.
 				g.launchFailed(ctx, st.Reason)
 				return st.Replace && !workflow.Now(ctx).Before(g.st.Launches.BlockedUntil)
 			}
 			// A replacement only makes sense for an instance the group still wanted.
-			return st.Replace && ref.State != StateRetiring
-		case StateBooting:
-			if ref.State == StateLaunching {
-				g.st.Instances[i].State = StateBooting
+			return st.Replace && ref.State != spec.StateRetiring
+		case spec.StateBooting:
+			if ref.State == spec.StateLaunching {
+				g.st.Instances[i].State = spec.StateBooting
 			}
-		case StateRunning:
-			if ref.State == StateLaunching || ref.State == StateBooting {
-				g.st.Instances[i].State = StateRunning
-				g.st.Launches = LaunchHealth{}
+		case spec.StateRunning:
+			if ref.State == spec.StateLaunching || ref.State == spec.StateBooting {
+				g.st.Instances[i].State = spec.StateRunning
+				g.st.Launches = spec.LaunchHealth{}
 			}
 		}
 		return false
@@ -145,75 +141,25 @@ func (g *group) launchFailed(ctx workflow.Context, reason string) {
 	g.logger.Warn("launches failing; backing off", "group", g.st.Spec.Name, "failures", l.ConsecutiveFailures, "wait", wait, "last_error", reason)
 }
 
-// freeAddress returns the first static address no instance of the group holds. Retiring
-// instances still hold theirs: an address is free only once its VM is gone.
-func (g *group) freeAddress() (string, bool) {
-	for _, addr := range g.st.Spec.StaticAddresses {
-		used := false
-		for _, ref := range g.st.Instances {
-			if ref.Address == addr {
-				used = true
-				break
-			}
-		}
-		if !used {
-			return addr, true
-		}
-	}
-	return "", false
-}
-
-// pickHost places a new instance on the group's host with the fewest instances; ties go to
-// the host listed first.
-func (g *group) pickHost() string {
-	best, bestCount := "", -1
-	for _, h := range g.st.Spec.Hosts {
-		n := 0
-		for _, ref := range g.st.Instances {
-			if ref.Host == h && ref.State != StateRetiring {
-				n++
-			}
-		}
-		if bestCount < 0 || n < bestCount {
-			best, bestCount = h, n
-		}
-	}
-	return best
-}
-
 // retire retires up to n live instances in the order of the termination policy, skipping
 // protected ones unless force (the group is being deleted), and returns how many it retired.
 func (g *group) retire(ctx workflow.Context, n int, force bool) int {
-	var candidates []InstanceRef
+	var candidates []spec.InstanceRef
 	for _, ref := range g.st.Instances {
-		if isLive(ref.State) && (force || !ref.Protected) {
+		if spec.IsLive(ref.State) && (force || !ref.Protected) {
 			candidates = append(candidates, ref)
 		}
 	}
-	order := g.st.Spec.TerminationPolicy
-	sort.SliceStable(candidates, func(a, b int) bool {
-		x, y := candidates[a], candidates[b]
-		if order == TerminateUnhealthyFirst {
-			// Not yet running is the nearest thing to unhealthy the group can see: a VM that
-			// went bad is replaced by its own workflow.
-			if xr, yr := x.State == StateRunning, y.State == StateRunning; xr != yr {
-				return !xr
-			}
-		}
-		if order == TerminateOldestFirst {
-			return x.Seq < y.Seq
-		}
-		return x.Seq > y.Seq
-	})
+	candidates = placement.RetireOrder(g.st.Spec.TerminationPolicy, candidates)
 	if len(candidates) > n {
 		candidates = candidates[:n]
 	}
 	for _, c := range candidates {
-		g.setState(c.Name, StateRetiring)
-		if err := workflow.SignalExternalWorkflow(ctx, InstanceWorkflowID(c.Name), "", SignalRetire, nil).Get(ctx, nil); err != nil {
+		g.setState(c.Name, spec.StateRetiring)
+		if err := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(c.Name), "", spec.SignalRetire, nil).Get(ctx, nil); err != nil {
 			// The instance workflow is gone, so nothing is left to retire.
 			g.logger.Warn("could not signal instance to retire", "instance", c.Name, "error", err)
-			g.applyStatus(ctx, InstanceStatus{Name: c.Name, State: StateTerminated, Reason: err.Error()})
+			g.applyStatus(ctx, spec.InstanceStatus{Name: c.Name, State: spec.StateTerminated, Reason: err.Error()})
 		}
 	}
 	return len(candidates)

@@ -13,8 +13,8 @@ import (
 	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/groupctl"
 	"github.com/premiscale/premiscale/internal/policy"
+	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
-	"github.com/premiscale/premiscale/workflows"
 )
 
 // The operator's controls over a running group.
@@ -36,7 +36,7 @@ func newScaleCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 		Short: "Set a group's desired size now, and/or change its bounds",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var req workflows.ScaleRequest
+			var req spec.ScaleRequest
 			if cmd.Flags().Changed("desired") {
 				req.Desired = &desired
 			}

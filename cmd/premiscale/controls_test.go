@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/premiscale/premiscale/internal/metrics"
+	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/state"
 	"github.com/premiscale/premiscale/internal/testservices"
 )
@@ -154,7 +154,7 @@ func startWorker(t *testing.T, configPath string) func() {
 // writeLoad writes a CPU sample for instances 1-3 of the group every 500 ms until stopped.
 func writeLoad(t *testing.T, ac testservices.AgentConfig, group string, cpu float64) func() {
 	t.Helper()
-	m, err := metrics.New(ac.Config.Controller.Databases.Timeseries, nil)
+	m, err := influxdb.New(ac.Config.Controller.Databases.Timeseries.InfluxOptions(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,9 +163,9 @@ func writeLoad(t *testing.T, ac testservices.AgentConfig, group string, cpu floa
 	go func() {
 		defer close(finished)
 		for {
-			var samples []metrics.DomainSample
+			var samples []influxdb.DomainSample
 			for i := 1; i <= 3; i++ {
-				samples = append(samples, metrics.DomainSample{Group: group, Instance: fmt.Sprintf("%s-%d", group, i), Host: ac.Host, At: time.Now(), CPUPercent: cpu})
+				samples = append(samples, influxdb.DomainSample{Group: group, Instance: fmt.Sprintf("%s-%d", group, i), Host: ac.Host, At: time.Now(), CPUPercent: cpu})
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := m.WriteDomainSamples(ctx, samples); err != nil {

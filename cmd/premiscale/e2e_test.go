@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/libvirt"
-	"github.com/premiscale/premiscale/internal/metrics"
 	"github.com/premiscale/premiscale/internal/state"
 	"github.com/premiscale/premiscale/internal/testservices"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // The guest image testenv/guest-image builds and loads (see `testenv/guest-image --env`).
@@ -137,12 +139,12 @@ func TestRealVMsBootCheckInAndRetire(t *testing.T) {
 	}
 
 	// The guest's busy loop must show in the collector's cpu_percent for the group.
-	mc, err := metrics.New(ac.Config.Controller.Databases.Timeseries, nil)
+	mc, err := influxdb.New(ac.Config.Controller.Databases.Timeseries.InfluxOptions(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mc.Close()
-	var cpu metrics.GroupMetric
+	var cpu influxdb.GroupMetric
 	if !waitUntil(90*time.Second, func() bool {
 		cpu, err = mc.GroupMean(ctx, group, "cpu_percent", 20*time.Second, nil)
 		return err == nil && cpu.Instances == 1 && cpu.Value > 50
@@ -177,7 +179,7 @@ func TestRealVMsBootCheckInAndRetire(t *testing.T) {
 			t.Errorf("volume %s after retirement: exists %v (%v)", vol, ok, err)
 		}
 	}
-	if rec, _, err := store.GetInstance(ctx, second); err != nil || rec.State != state.InstanceTerminated || rec.TerminatedAt == nil {
+	if rec, _, err := store.GetInstance(ctx, second); err != nil || rec.State != spec.StateTerminated || rec.TerminatedAt == nil {
 		t.Errorf("MySQL record of %s: %+v (%v); want terminated with a time", second, rec, err)
 	}
 

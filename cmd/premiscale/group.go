@@ -16,8 +16,8 @@ import (
 
 	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/groupctl"
+	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
-	"github.com/premiscale/premiscale/workflows"
 )
 
 type groupFlags struct {
@@ -76,18 +76,18 @@ func newGroupCreateCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			return withGroups(cmd, g, gf, false, func(ctx context.Context, cfg *config.Config, ctl *groupctl.Client) error {
-				spec, err := groupSpec(cfg, name, file, g.configPath)
+				gs, err := groupSpec(cfg, name, file, g.configPath)
 				if err != nil {
 					return err
 				}
-				res, err := ctl.Apply(ctx, spec)
+				res, err := ctl.Apply(ctx, gs)
 				if err != nil {
 					return err
 				}
-				out := map[string]any{"group": name, "workflowId": workflows.GroupWorkflowID(name), "runId": res.RunID, "started": res.Started}
+				out := map[string]any{"group": name, "workflowId": spec.GroupWorkflowID(name), "runId": res.RunID, "started": res.Started}
 				return gf.print(cmd.OutOrStdout(), out, func(w io.Writer) {
 					if res.Started {
-						fmt.Fprintf(w, "group %s started (workflow %s, run %s)\n", name, workflows.GroupWorkflowID(name), res.RunID)
+						fmt.Fprintf(w, "group %s started (workflow %s, run %s)\n", name, spec.GroupWorkflowID(name), res.RunID)
 					} else {
 						fmt.Fprintf(w, "group %s was already running; sent it the new spec (applied at its next evaluation)\n", name)
 					}
@@ -208,21 +208,21 @@ func printStatus(w io.Writer, s groupctl.Status) {
 }
 
 // groupSpec builds the spec of group name from the config, or from a group file when file is set.
-func groupSpec(cfg *config.Config, name, file, configPath string) (workflows.GroupSpec, error) {
+func groupSpec(cfg *config.Config, name, file, configPath string) (spec.Group, error) {
 	groups := cfg.Controller.Autoscale.Groups
 	source := configPath
 	if file != "" {
 		var err error
 		if groups, err = config.LoadGroupFile(file, cfg); err != nil {
-			return workflows.GroupSpec{}, err
+			return spec.Group{}, err
 		}
 		source = file
 	}
 	grp, ok := groups[name]
 	if !ok {
-		return workflows.GroupSpec{}, fmt.Errorf("group %q is not defined in %s (groups there: %s)", name, source, strings.Join(sortedKeys(groups), ", "))
+		return spec.Group{}, fmt.Errorf("group %q is not defined in %s (groups there: %s)", name, source, strings.Join(sortedKeys(groups), ", "))
 	}
-	return workflows.SpecFromConfig(cfg, name, grp)
+	return cfg.Controller.GroupSpec(name, grp)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

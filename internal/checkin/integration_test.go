@@ -21,16 +21,17 @@ import (
 	"github.com/premiscale/premiscale/internal/checkin"
 	"github.com/premiscale/premiscale/internal/state"
 	"github.com/premiscale/premiscale/internal/testservices"
-	"github.com/premiscale/premiscale/workflows"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // waitWorkflowName is registered only by this test, on its own task queue.
 const waitWorkflowName = "checkin-test-wait"
 
 // waitForCheckin stands in for InstanceWorkflow: it ends with the first check-in it is sent.
-func waitForCheckin(ctx workflow.Context) (workflows.CheckinSignal, error) {
-	var sig workflows.CheckinSignal
-	workflow.GetSignalChannel(ctx, workflows.SignalCheckin).Receive(ctx, &sig)
+func waitForCheckin(ctx workflow.Context) (spec.CheckinSignal, error) {
+	var sig spec.CheckinSignal
+	workflow.GetSignalChannel(ctx, spec.SignalCheckin).Receive(ctx, &sig)
 	return sig, nil
 }
 
@@ -115,7 +116,7 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) instance(prefix string) string {
 	h.t.Helper()
 	name := testservices.UniqueName(h.t, prefix)
-	if err := h.store.UpsertInstance(h.ctx, state.Instance{Name: name, Group: "checkin-test", State: state.InstanceBooting}); err != nil {
+	if err := h.store.UpsertInstance(h.ctx, state.Instance{Name: name, Group: "checkin-test", State: spec.StateBooting}); err != nil {
 		h.t.Fatalf("UpsertInstance %s: %v", name, err)
 	}
 	return name
@@ -125,7 +126,7 @@ func (h *harness) instance(prefix string) string {
 func (h *harness) startWorkflow(name string) client.WorkflowRun {
 	h.t.Helper()
 	run, err := h.temporal.ExecuteWorkflow(h.ctx, client.StartWorkflowOptions{
-		ID:                       workflows.InstanceWorkflowID(name),
+		ID:                       spec.InstanceWorkflowID(name),
 		TaskQueue:                h.queue,
 		WorkflowExecutionTimeout: 2 * time.Minute,
 	}, waitWorkflowName)
@@ -191,7 +192,7 @@ func TestCheckinAgainstTemporalAndMariaDB(t *testing.T) {
 	name := h.instance("web")
 	run := h.startWorkflow(name)
 	url := checkin.URL(h.url, h.secret, name)
-	wfID := workflows.InstanceWorkflowID(name)
+	wfID := spec.InstanceWorkflowID(name)
 
 	// A forged token reaches neither the database nor the workflow.
 	forged := h.url + "/checkin/" + name + "/" + strings.Repeat("0", 64)
@@ -227,7 +228,7 @@ func TestCheckinAgainstTemporalAndMariaDB(t *testing.T) {
 	if status, body := h.post(url, formType, phoneHome); status != http.StatusOK || body["status"] != "checked-in" {
 		t.Fatalf("first check-in: %d %v, want 200 checked-in", status, body)
 	}
-	var got workflows.CheckinSignal
+	var got spec.CheckinSignal
 	wctx, cancel := context.WithTimeout(h.ctx, 60*time.Second)
 	defer cancel()
 	if err := run.Get(wctx, &got); err != nil {
@@ -261,7 +262,7 @@ func TestCheckinAgainstTemporalAndMariaDB(t *testing.T) {
 	}
 
 	// A check-in replayed after the instance is retired.
-	if err := h.store.UpsertInstance(h.ctx, state.Instance{Name: name, Group: "checkin-test", State: state.InstanceTerminated, TerminatedAt: ptr(time.Now())}); err != nil {
+	if err := h.store.UpsertInstance(h.ctx, state.Instance{Name: name, Group: "checkin-test", State: spec.StateTerminated, TerminatedAt: ptr(time.Now())}); err != nil {
 		t.Fatal(err)
 	}
 	if status, body := h.post(url, formType, phoneHome); status != http.StatusGone || body["error"] != "instance "+name+" is retired" {
@@ -279,7 +280,7 @@ func TestCheckinUnknownInstance(t *testing.T) {
 	if status != http.StatusNotFound || body["error"] != "unknown instance "+name {
 		t.Errorf("unknown instance: %d %v, want 404 unknown instance", status, body)
 	}
-	if n := h.signaler.count(workflows.InstanceWorkflowID(name)); n != 0 {
+	if n := h.signaler.count(spec.InstanceWorkflowID(name)); n != 0 {
 		t.Errorf("%d signal attempts for an unknown instance", n)
 	}
 }
@@ -297,7 +298,7 @@ func TestCheckinWithoutWorkflow(t *testing.T) {
 			t.Errorf("check-in %d: %d %v, want 404 %q", i, status, body, want)
 		}
 	}
-	if n := h.signaler.count(workflows.InstanceWorkflowID(name)); n != 2 {
+	if n := h.signaler.count(spec.InstanceWorkflowID(name)); n != 2 {
 		t.Errorf("%d signal attempts, want 2 (the first check-in was undone, so the second is first too)", n)
 	}
 	in, _, err := h.store.GetInstance(h.ctx, name)

@@ -15,8 +15,8 @@ import (
 
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
-	"github.com/premiscale/premiscale/workflows"
 )
 
 // DefaultMaxBodyBytes bounds a check-in's body when Server.MaxBodyBytes is 0. phone_home sends
@@ -139,9 +139,9 @@ func (s *Server) serveCheckin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	sig := workflows.CheckinSignal{Address: address, Hostname: hostname, At: at}
+	sig := spec.CheckinSignal{Address: address, Hostname: hostname, At: at}
 	ctx, cancel = context.WithTimeout(r.Context(), callTimeout)
-	err = s.Signaler.SignalWorkflow(ctx, workflows.InstanceWorkflowID(name), "", workflows.SignalCheckin, sig)
+	err = s.Signaler.SignalWorkflow(ctx, spec.InstanceWorkflowID(name), "", spec.SignalCheckin, sig)
 	cancel()
 	if err != nil {
 		s.undoFirst(r.Context(), name, at)

@@ -19,8 +19,8 @@ import (
 
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
-	"github.com/premiscale/premiscale/workflows"
 )
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
@@ -129,7 +129,7 @@ func TestServer(t *testing.T) {
 		wantStatus int
 		wantBody   map[string]string
 		// wantSignal is the check-in signal sent, if any.
-		wantSignal *workflows.CheckinSignal
+		wantSignal *spec.CheckinSignal
 		// wantDB says whether the instances table may be touched at all.
 		wantDB   bool
 		wantUndo bool
@@ -252,7 +252,7 @@ func TestServer(t *testing.T) {
 			req:        request{instance: "web-1", contentType: form, body: phoneHome},
 			wantStatus: http.StatusOK,
 			wantBody:   map[string]string{"status": "checked-in"},
-			wantSignal: &workflows.CheckinSignal{Address: "192.0.2.1", Hostname: "web-1", At: clock.Truncate(time.Microsecond)},
+			wantSignal: &spec.CheckinSignal{Address: "192.0.2.1", Hostname: "web-1", At: clock.Truncate(time.Microsecond)},
 			wantDB:     true,
 		},
 		{
@@ -260,7 +260,7 @@ func TestServer(t *testing.T) {
 			req:        request{instance: "web-1", contentType: form + "; charset=utf-8", body: "address=10.0.0.7&fqdn=web-1.example.com"},
 			wantStatus: http.StatusOK,
 			wantBody:   map[string]string{"status": "checked-in"},
-			wantSignal: &workflows.CheckinSignal{Address: "10.0.0.7", Hostname: "web-1.example.com", At: clock.Truncate(time.Microsecond)},
+			wantSignal: &spec.CheckinSignal{Address: "10.0.0.7", Hostname: "web-1.example.com", At: clock.Truncate(time.Microsecond)},
 			wantDB:     true,
 		},
 		{
@@ -268,7 +268,7 @@ func TestServer(t *testing.T) {
 			req:        request{instance: "web-1", contentType: jsonType, body: `{"heartbeat":true,"address":"::ffff:10.0.0.8","hostname":"web-1","extra":1}`},
 			wantStatus: http.StatusOK,
 			wantBody:   map[string]string{"status": "checked-in"},
-			wantSignal: &workflows.CheckinSignal{Address: "10.0.0.8", Hostname: "web-1", At: clock.Truncate(time.Microsecond)},
+			wantSignal: &spec.CheckinSignal{Address: "10.0.0.8", Hostname: "web-1", At: clock.Truncate(time.Microsecond)},
 			wantDB:     true,
 		},
 		{
@@ -276,7 +276,7 @@ func TestServer(t *testing.T) {
 			req:        request{instance: "web-1"},
 			wantStatus: http.StatusOK,
 			wantBody:   map[string]string{"status": "checked-in"},
-			wantSignal: &workflows.CheckinSignal{Address: "192.0.2.1", At: clock.Truncate(time.Microsecond)},
+			wantSignal: &spec.CheckinSignal{Address: "192.0.2.1", At: clock.Truncate(time.Microsecond)},
 			wantDB:     true,
 		},
 		{
@@ -420,7 +420,7 @@ func TestEscapedInstanceNames(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("status %d %s, want 200", resp.StatusCode, b)
 	}
-	checkSignals(t, signaler.sent, name, &workflows.CheckinSignal{Address: "127.0.0.1", Hostname: "h"})
+	checkSignals(t, signaler.sent, name, &spec.CheckinSignal{Address: "127.0.0.1", Hostname: "h"})
 }
 
 func TestOtherPaths(t *testing.T) {
@@ -468,7 +468,7 @@ func decode(t *testing.T, rec *httptest.ResponseRecorder) map[string]string {
 	return m
 }
 
-func checkSignals(t *testing.T, sent []signal, instance string, want *workflows.CheckinSignal) {
+func checkSignals(t *testing.T, sent []signal, instance string, want *spec.CheckinSignal) {
 	t.Helper()
 	if want == nil {
 		if len(sent) > 0 {
@@ -480,13 +480,13 @@ func checkSignals(t *testing.T, sent []signal, instance string, want *workflows.
 		t.Fatalf("sent %d signals (%+v), want 1", len(sent), sent)
 	}
 	s := sent[0]
-	if s.WorkflowID != workflows.InstanceWorkflowID(instance) || s.RunID != "" || s.Name != workflows.SignalCheckin {
+	if s.WorkflowID != spec.InstanceWorkflowID(instance) || s.RunID != "" || s.Name != spec.SignalCheckin {
 		t.Errorf("signal to %q run %q named %q, want %q run \"\" named %q",
-			s.WorkflowID, s.RunID, s.Name, workflows.InstanceWorkflowID(instance), workflows.SignalCheckin)
+			s.WorkflowID, s.RunID, s.Name, spec.InstanceWorkflowID(instance), spec.SignalCheckin)
 	}
-	got, ok := s.Arg.(workflows.CheckinSignal)
+	got, ok := s.Arg.(spec.CheckinSignal)
 	if !ok {
-		t.Fatalf("signal argument is a %T, want workflows.CheckinSignal", s.Arg)
+		t.Fatalf("signal argument is a %T, want spec.CheckinSignal", s.Arg)
 	}
 	if want.At.IsZero() {
 		// The caller does not control the clock; it must still be stamped.

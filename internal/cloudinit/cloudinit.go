@@ -12,13 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
-)
 
-// Network types, as in the group's networking.type.
-const (
-	NetworkDynamic = "dynamic"
-	NetworkStatic  = "static"
-	NetworkIgnore  = "ignore"
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // Instance is what a group's cloud-init template may use:
@@ -29,26 +24,6 @@ type Instance struct {
 	Index int
 	// Address is the instance's static IP, "" when it has none.
 	Address string
-}
-
-// Network is how the instance's first interface gets its address.
-type Network struct {
-	// Type is "dynamic" (DHCP), "static" or "ignore" (no network-config at all).
-	Type string
-	// MAC is the hardware address of the instance's interface, as the domain
-	// defines it. cloud-init's ENI, networkd and sysconfig renderers (Debian,
-	// RHEL...) can only find an interface by its MAC: a v2 name glob is
-	// honoured by netplan alone. Static networking requires it; dynamic
-	// networking without it leaves the choice to cloud-init's fallback.
-	MAC string
-	// Address is the instance's IPv4 address (static only).
-	Address string
-	// Subnet is a dotted mask ("255.255.255.0") or a prefix length ("24", "/24").
-	Subnet string
-	// Gateway is the default route's next hop (static only, optional).
-	Gateway string
-	// Nameservers are optional DNS servers (static only).
-	Nameservers []string
 }
 
 // Params is everything one instance's seed is made from.
@@ -68,7 +43,13 @@ type Params struct {
 	// HeartbeatInterval is how often the instance POSTs a heartbeat to
 	// CheckinURL; 0 means no heartbeat.
 	HeartbeatInterval time.Duration
-	Network           Network
+	// Network is the group's networking; a static instance's address is Instance.Address.
+	Network spec.Network
+	// MAC is the hardware address of the instance's interface, as the domain defines it.
+	// cloud-init's ENI, networkd and sysconfig renderers (Debian, RHEL...) can only find an
+	// interface by its MAC: a v2 name glob is honoured by netplan alone. Static networking
+	// requires it; dynamic networking without it leaves the choice to cloud-init's fallback.
+	MAC string
 }
 
 // Seed is the content of the NoCloud seed's files.
@@ -86,21 +67,11 @@ func Render(p Params) (Seed, error) {
 	if p.InstanceID == "" {
 		return Seed{}, fmt.Errorf("cloud-init seed for %s: instance-id is empty", p.Instance.Name)
 	}
-	net, err := networkConfig(p.Network)
+	net, err := networkConfig(p.Network, p.MAC, p.Instance.Address)
 	if err != nil {
 		return Seed{}, fmt.Errorf("cloud-init seed for %s: %w", p.Instance.Name, err)
 	}
 	inst := p.Instance
-	if p.Network.Type == NetworkStatic {
-		switch inst.Address {
-		case "":
-			inst.Address = p.Network.Address
-		case p.Network.Address:
-		default:
-			return Seed{}, fmt.Errorf("cloud-init seed for %s: instance address %s differs from network address %s",
-				inst.Name, inst.Address, p.Network.Address)
-		}
-	}
 	meta, err := metaData(p.InstanceID, inst.Name)
 	if err != nil {
 		return Seed{}, fmt.Errorf("cloud-init seed for %s: %w", inst.Name, err)

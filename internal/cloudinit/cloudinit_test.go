@@ -8,6 +8,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/mail"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -38,7 +41,8 @@ func baseParams() Params {
 		TemplateSource:    "controller.autoscale.groups.web.cloud-init",
 		CheckinURL:        "http://10.0.2.2:8090/checkin/web-3/Zm9vYmFyYmF6",
 		HeartbeatInterval: 30 * time.Second,
-		Network:           Network{Type: NetworkDynamic, MAC: "52:54:00:AB:CD:03"},
+		Network:           spec.Network{Type: spec.NetworkDynamic},
+		MAC:               "52:54:00:AB:CD:03",
 	}
 }
 
@@ -49,14 +53,13 @@ func staticParams() Params {
 	p.TemplateSource = "controller.autoscale.groups.db.cloud-init"
 	p.CheckinURL = "http://192.168.5.1:8090/checkin/db-1/a%2Fb"
 	p.HeartbeatInterval = 0
-	p.Network = Network{
-		Type:        NetworkStatic,
-		MAC:         "52:54:00:00:00:11",
-		Address:     "192.168.5.11",
-		Subnet:      "255.255.255.0",
-		Gateway:     "192.168.5.1",
-		Nameservers: []string{"192.168.5.1", "1.1.1.1"},
+	p.Network = spec.Network{
+		Type:        spec.NetworkStatic,
+		Subnet:      netip.MustParsePrefix("192.168.5.0/24"),
+		Gateway:     netip.MustParseAddr("192.168.5.1"),
+		Nameservers: []netip.Addr{netip.MustParseAddr("192.168.5.1"), netip.MustParseAddr("1.1.1.1")},
 	}
+	p.MAC = "52:54:00:00:00:11"
 	return p
 }
 
@@ -68,7 +71,7 @@ func ignoreParams() Params {
 	p.TemplateSource = ""
 	p.CheckinURL = "https://premiscale.example.com/checkin/batch-7/tok"
 	p.HeartbeatInterval = 0
-	p.Network = Network{Type: NetworkIgnore}
+	p.Network = spec.Network{Type: spec.NetworkIgnore}
 	return p
 }
 
@@ -89,7 +92,7 @@ func TestRenderGolden(t *testing.T) {
 			}
 			checkGolden(t, c.name+".meta-data", seed.MetaData)
 			checkGolden(t, c.name+".user-data", seed.UserData)
-			if c.p.Network.Type == NetworkIgnore {
+			if c.p.Network.Type == spec.NetworkIgnore {
 				if seed.NetworkConfig != nil {
 					t.Fatalf("network-config for ignore: want nil, got %q", seed.NetworkConfig)
 				}
@@ -458,27 +461,30 @@ func TestNetworkConfig(t *testing.T) {
 			} `yaml:"nameservers"`
 		} `yaml:"ethernets"`
 	}
+	prefix := netip.MustParsePrefix
 	cases := []struct {
 		name     string
-		net      Network
+		net      spec.Network
+		mac      string
+		address  string
 		wantNil  bool
 		wantAddr string
 		wantGW   string
 	}{
-		{name: "dynamic with MAC", net: Network{Type: NetworkDynamic, MAC: "52-54-00-AB-CD-EF"}},
-		{name: "dynamic without MAC uses cloud-init's fallback", net: Network{Type: NetworkDynamic}, wantNil: true},
-		{name: "ignore", net: Network{Type: NetworkIgnore, MAC: "52:54:00:ab:cd:ef"}, wantNil: true},
-		{name: "static prefix length", net: Network{Type: NetworkStatic, MAC: "52:54:00:ab:cd:ef",
-			Address: "10.1.2.3", Subnet: "16", Gateway: "10.1.0.1"}, wantAddr: "10.1.2.3/16", wantGW: "10.1.0.1"},
-		{name: "static slash prefix", net: Network{Type: NetworkStatic, MAC: "52:54:00:ab:cd:ef",
-			Address: "10.1.2.3", Subnet: "/24"}, wantAddr: "10.1.2.3/24"},
-		{name: "static mask", net: Network{Type: NetworkStatic, MAC: "52:54:00:ab:cd:ef",
-			Address: "172.16.9.9", Subnet: "255.255.240.0", Gateway: "172.16.0.1"}, wantAddr: "172.16.9.9/20", wantGW: "172.16.0.1"},
+		{name: "dynamic with MAC", net: spec.Network{Type: spec.NetworkDynamic}, mac: "52-54-00-AB-CD-EF"},
+		{name: "dynamic without MAC uses cloud-init's fallback", net: spec.Network{Type: spec.NetworkDynamic}, wantNil: true},
+		{name: "ignore", net: spec.Network{Type: spec.NetworkIgnore}, mac: "52:54:00:ab:cd:ef", wantNil: true},
+		{name: "static /16", net: spec.Network{Type: spec.NetworkStatic, Subnet: prefix("10.1.0.0/16"), Gateway: netip.MustParseAddr("10.1.0.1")},
+			mac: "52:54:00:ab:cd:ef", address: "10.1.2.3", wantAddr: "10.1.2.3/16", wantGW: "10.1.0.1"},
+		{name: "static without gateway", net: spec.Network{Type: spec.NetworkStatic, Subnet: prefix("10.1.2.0/24")},
+			mac: "52:54:00:ab:cd:ef", address: "10.1.2.3", wantAddr: "10.1.2.3/24"},
+		{name: "static /20, subnet written unmasked", net: spec.Network{Type: spec.NetworkStatic, Subnet: prefix("172.16.9.0/20"), Gateway: netip.MustParseAddr("172.16.0.1")},
+			mac: "52:54:00:ab:cd:ef", address: "172.16.9.9", wantAddr: "172.16.9.9/20", wantGW: "172.16.0.1"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p := ignoreParams()
-			p.Network = c.net
+			p.Network, p.MAC, p.Instance.Address = c.net, c.mac, c.address
 			seed, err := Render(p)
 			if err != nil {
 				t.Fatal(err)
@@ -500,7 +506,7 @@ func TestNetworkConfig(t *testing.T) {
 			if eth.Match["macaddress"] != "52:54:00:ab:cd:ef" {
 				t.Fatalf("match = %v, want the normalised MAC", eth.Match)
 			}
-			if c.net.Type == NetworkDynamic {
+			if c.net.Type == spec.NetworkDynamic {
 				if !eth.DHCP4 || len(eth.Addresses) != 0 {
 					t.Fatalf("dynamic:\n%s", seed.NetworkConfig)
 				}
@@ -517,9 +523,9 @@ func TestNetworkConfig(t *testing.T) {
 }
 
 func TestRenderErrors(t *testing.T) {
-	static := func(mod func(*Network)) Params {
+	static := func(mod func(*Params)) Params {
 		p := staticParams()
-		mod(&p.Network)
+		mod(&p)
 		return p
 	}
 	cases := []struct {
@@ -527,17 +533,16 @@ func TestRenderErrors(t *testing.T) {
 		p    Params
 		want string
 	}{
-		{"static without MAC", static(func(n *Network) { n.MAC = "" }), "needs the interface's MAC address"},
-		{"bad MAC", static(func(n *Network) { n.MAC = "52:54:00" }), "is not a 48-bit MAC"},
-		{"IPv6 address", static(func(n *Network) { n.Address = "fd00::5" }), "is not an IPv4 address"},
-		{"bad subnet", static(func(n *Network) { n.Subnet = "255.0.255.0" }), "not a contiguous netmask"},
-		{"prefix too long", static(func(n *Network) { n.Subnet = "33" }), "not between 1 and 32"},
-		{"empty subnet", static(func(n *Network) { n.Subnet = "" }), "subnet is empty"},
-		{"gateway outside subnet", static(func(n *Network) { n.Gateway = "192.168.6.1" }), "is not another address of 192.168.5.0/24"},
-		{"gateway is the address", static(func(n *Network) { n.Gateway = "192.168.5.11" }), "is not another address"},
-		{"bad nameserver", static(func(n *Network) { n.Nameservers = []string{"dns.example"} }), "nameserver \"dns.example\""},
+		{"static without MAC", static(func(p *Params) { p.MAC = "" }), "needs the interface's MAC address"},
+		{"bad MAC", static(func(p *Params) { p.MAC = "52:54:00" }), "is not a 48-bit MAC"},
+		{"no address", static(func(p *Params) { p.Instance.Address = "" }), `address "" is not an IPv4 address`},
+		{"IPv6 address", static(func(p *Params) { p.Instance.Address = "fd00::5" }), "is not an IPv4 address"},
+		{"address outside the subnet", static(func(p *Params) { p.Instance.Address = "192.168.6.11" }), "is not in subnet 192.168.5.0/24"},
+		{"IPv6 subnet", static(func(p *Params) { p.Network.Subnet = netip.MustParsePrefix("fd00::/64") }), "is not an IPv4 subnet"},
+		{"no subnet", static(func(p *Params) { p.Network.Subnet = netip.Prefix{} }), "is not an IPv4 subnet"},
+		{"gateway outside subnet", static(func(p *Params) { p.Network.Gateway = netip.MustParseAddr("192.168.6.1") }), "is not another address of 192.168.5.0/24"},
+		{"gateway is the address", static(func(p *Params) { p.Network.Gateway = netip.MustParseAddr("192.168.5.11") }), "is not another address"},
 		{"unknown type", func() Params { p := baseParams(); p.Network.Type = "bridge"; return p }(), `network type "bridge"`},
-		{"address mismatch", func() Params { p := staticParams(); p.Instance.Address = "192.168.5.12"; return p }(), "differs from network address"},
 		{"no name", func() Params { p := baseParams(); p.Instance.Name = ""; return p }(), "instance name is empty"},
 		{"no instance id", func() Params { p := baseParams(); p.InstanceID = ""; return p }(), "instance-id is empty"},
 		{"no check-in URL", func() Params { p := baseParams(); p.CheckinURL = ""; return p }(), "check-in URL is empty"},
@@ -562,7 +567,6 @@ func TestRenderErrors(t *testing.T) {
 
 func TestStaticAddressReachesTemplate(t *testing.T) {
 	p := staticParams()
-	p.Instance.Address = "" // filled from the network
 	seed, err := Render(p)
 	if err != nil {
 		t.Fatal(err)
@@ -598,7 +602,7 @@ func TestRenderWithoutCheckin(t *testing.T) {
 		Instance:     Instance{Name: "web-1", Group: "web", Index: 1},
 		InstanceID:   "web-1-abc",
 		UserTemplate: "#cloud-config\nruncmd:\n  - [echo, \"{{.Name}}\"]\n",
-		Network:      Network{Type: NetworkIgnore},
+		Network:      spec.Network{Type: spec.NetworkIgnore},
 	}
 	seed, err := Render(p)
 	if err != nil {

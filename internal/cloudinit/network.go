@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
-	"strings"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // netplanID is the v2 "device configuration ID" of the instance's interface.
@@ -32,8 +32,8 @@ type nameservers struct {
 	Addresses []string `yaml:"addresses"`
 }
 
-// networkConfig renders network-config (version 2) for n, or nil when the
-// seed should carry none.
+// networkConfig renders network-config (version 2) for the instance's interface, found by mac,
+// or nil when the seed should carry none. address is a static instance's IPv4 address.
 //
 // Why not `match: {name: "e*"}` for dynamic networking: Debian 12's
 // cloud-init (22.4.2) renders that as `iface primary inet dhcp` (ENI) or
@@ -41,30 +41,29 @@ type nameservers struct {
 // honours the glob. Without a network-config cloud-init applies its fallback
 // instead, which is DHCP on the first NIC matched by its MAC, on every
 // renderer.
-func networkConfig(n Network) ([]byte, error) {
-	var mac string
-	if n.MAC != "" {
-		hw, err := net.ParseMAC(n.MAC)
+func networkConfig(n spec.Network, mac, address string) ([]byte, error) {
+	if mac != "" {
+		hw, err := net.ParseMAC(mac)
 		if err != nil || len(hw) != 6 {
-			return nil, fmt.Errorf("network: MAC address %q is not a 48-bit MAC", n.MAC)
+			return nil, fmt.Errorf("network: MAC address %q is not a 48-bit MAC", mac)
 		}
 		mac = hw.String()
 	}
 	var eth ethernet
 	switch n.Type {
-	case NetworkIgnore:
+	case spec.NetworkIgnore:
 		return nil, nil
-	case NetworkDynamic:
+	case spec.NetworkDynamic:
 		if mac == "" {
 			return nil, nil
 		}
 		eth = ethernet{DHCP4: true}
-	case NetworkStatic:
+	case spec.NetworkStatic:
 		if mac == "" {
-			return nil, fmt.Errorf("static network for %s needs the interface's MAC address: cloud-init renderers other than netplan cannot find an interface otherwise", n.Address)
+			return nil, fmt.Errorf("static network for %s needs the interface's MAC address: cloud-init renderers other than netplan cannot find an interface otherwise", address)
 		}
 		var err error
-		if eth, err = staticEthernet(n); err != nil {
+		if eth, err = staticEthernet(n, address); err != nil {
 			return nil, err
 		}
 	default:
@@ -74,24 +73,22 @@ func networkConfig(n Network) ([]byte, error) {
 	return marshalYAML(netConfigV2{Version: 2, Ethernets: map[string]ethernet{netplanID: eth}})
 }
 
-func staticEthernet(n Network) (ethernet, error) {
-	addr, err := netip.ParseAddr(n.Address)
+func staticEthernet(n spec.Network, address string) (ethernet, error) {
+	addr, err := netip.ParseAddr(address)
 	if err != nil || !addr.Is4() {
-		return ethernet{}, fmt.Errorf("static network: address %q is not an IPv4 address", n.Address)
+		return ethernet{}, fmt.Errorf("static network: address %q is not an IPv4 address", address)
 	}
-	bits, err := prefixLength(n.Subnet)
-	if err != nil {
-		return ethernet{}, fmt.Errorf("static network: %w", err)
+	if !n.Subnet.IsValid() || !n.Subnet.Addr().Is4() {
+		return ethernet{}, fmt.Errorf("static network: subnet %q is not an IPv4 subnet", n.Subnet)
 	}
-	prefix := netip.PrefixFrom(addr, bits)
-	eth := ethernet{Addresses: []string{prefix.String()}}
-	if n.Gateway != "" {
-		gw, err := netip.ParseAddr(n.Gateway)
-		if err != nil || !gw.Is4() {
-			return ethernet{}, fmt.Errorf("static network: gateway %q is not an IPv4 address", n.Gateway)
-		}
-		if !prefix.Masked().Contains(gw) || gw == addr {
-			return ethernet{}, fmt.Errorf("static network: gateway %s is not another address of %s", gw, prefix.Masked())
+	subnet := n.Subnet.Masked()
+	if !subnet.Contains(addr) {
+		return ethernet{}, fmt.Errorf("static network: address %s is not in subnet %s", addr, subnet)
+	}
+	eth := ethernet{Addresses: []string{netip.PrefixFrom(addr, subnet.Bits()).String()}}
+	if gw := n.Gateway; gw.IsValid() {
+		if !gw.Is4() || !subnet.Contains(gw) || gw == addr {
+			return ethernet{}, fmt.Errorf("static network: gateway %s is not another address of %s", gw, subnet)
 		}
 		// gateway4, although netplan calls it deprecated, rather than
 		// routes: cloud-init 22.4.2 (Debian 12) renders gateway4 as ENI's
@@ -103,38 +100,10 @@ func staticEthernet(n Network) (ethernet, error) {
 	}
 	if len(n.Nameservers) > 0 {
 		ns := &nameservers{}
-		for _, s := range n.Nameservers {
-			a, err := netip.ParseAddr(strings.TrimSpace(s))
-			if err != nil {
-				return ethernet{}, fmt.Errorf("static network: nameserver %q is not an IP address", s)
-			}
+		for _, a := range n.Nameservers {
 			ns.Addresses = append(ns.Addresses, a.String())
 		}
 		eth.Nameservers = ns
 	}
 	return eth, nil
-}
-
-// prefixLength reads an IPv4 subnet given as a dotted mask or a prefix length.
-func prefixLength(subnet string) (int, error) {
-	s := strings.TrimPrefix(strings.TrimSpace(subnet), "/")
-	if s == "" {
-		return 0, fmt.Errorf("subnet is empty")
-	}
-	if n, err := strconv.Atoi(s); err == nil {
-		if n < 1 || n > 32 {
-			return 0, fmt.Errorf("subnet prefix length %d is not between 1 and 32", n)
-		}
-		return n, nil
-	}
-	mask, err := netip.ParseAddr(s)
-	if err != nil || !mask.Is4() {
-		return 0, fmt.Errorf("subnet %q is neither a dotted mask nor a prefix length", subnet)
-	}
-	b := mask.As4()
-	ones, bits := net.IPv4Mask(b[0], b[1], b[2], b[3]).Size()
-	if bits == 0 || ones == 0 {
-		return 0, fmt.Errorf("subnet mask %s is not a contiguous netmask", subnet)
-	}
-	return ones, nil
 }

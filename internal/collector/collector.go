@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/premiscale/premiscale/internal/config"
+	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/libvirt"
-	"github.com/premiscale/premiscale/internal/metrics"
 )
 
 // Source is where samples come from: a libvirt host (*libvirt.Conn).
@@ -24,10 +24,10 @@ type Source interface {
 	FreeMemoryBytes(ctx context.Context) (uint64, error)
 }
 
-// Sink is where samples go: a time-series database (*metrics.Client).
+// Sink is where samples go: a time-series database (*influxdb.Client).
 type Sink interface {
-	WriteDomainSamples(ctx context.Context, s []metrics.DomainSample) error
-	WriteHostSamples(ctx context.Context, s []metrics.HostSample) error
+	WriteDomainSamples(ctx context.Context, s []influxdb.DomainSample) error
+	WriteHostSamples(ctx context.Context, s []influxdb.HostSample) error
 }
 
 // Collector samples one host's PremiScale domains into a Sink. CPU utilisation is a rate, so
@@ -118,7 +118,7 @@ func (c *Collector) sampleDomains(ctx context.Context) error {
 		byName[d.Name] = d
 	}
 	next := make(map[string]cpuSample, len(stats))
-	samples := make([]metrics.DomainSample, 0, len(stats))
+	samples := make([]influxdb.DomainSample, 0, len(stats))
 	for _, s := range stats {
 		d, ok := byName[s.Name]
 		if !ok || !s.State.Active() {
@@ -144,7 +144,7 @@ func (c *Collector) sampleDomains(ctx context.Context) error {
 			c.logger().Debug("domain reports no vCPU count; no CPU sample", "domain", s.Name)
 			continue
 		}
-		samples = append(samples, metrics.DomainSample{
+		samples = append(samples, influxdb.DomainSample{
 			Group:         d.Group,
 			Instance:      s.Name,
 			Host:          c.Host,
@@ -175,14 +175,14 @@ func (c *Collector) sampleHost(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("collect host metrics on host %s: %w", c.Host, err)
 	}
-	sample := metrics.HostSample{
+	sample := influxdb.HostSample{
 		Host:            c.Host,
 		At:              c.now(),
 		CPUs:            info.CPUs,
 		MemoryBytes:     info.MemoryKiB * 1024,
 		FreeMemoryBytes: free,
 	}
-	if err := c.Sink.WriteHostSamples(ctx, []metrics.HostSample{sample}); err != nil {
+	if err := c.Sink.WriteHostSamples(ctx, []influxdb.HostSample{sample}); err != nil {
 		return fmt.Errorf("collect host metrics on host %s: %w", c.Host, err)
 	}
 	return nil

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/libvirt"
-	"github.com/premiscale/premiscale/internal/metrics"
 )
 
 // fakeSource serves whatever the test sets; it is safe for concurrent use so Run can read it.
@@ -60,13 +60,13 @@ func (f *fakeSource) FreeMemoryBytes(context.Context) (uint64, error) {
 // fakeSink records every batch it is given, and fails with err when set.
 type fakeSink struct {
 	mu           sync.Mutex
-	domain       [][]metrics.DomainSample
-	host         [][]metrics.HostSample
+	domain       [][]influxdb.DomainSample
+	host         [][]influxdb.HostSample
 	err          error
 	domainWrites int
 }
 
-func (f *fakeSink) WriteDomainSamples(_ context.Context, s []metrics.DomainSample) error {
+func (f *fakeSink) WriteDomainSamples(_ context.Context, s []influxdb.DomainSample) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.domainWrites++
@@ -77,7 +77,7 @@ func (f *fakeSink) WriteDomainSamples(_ context.Context, s []metrics.DomainSampl
 	return nil
 }
 
-func (f *fakeSink) WriteHostSamples(_ context.Context, s []metrics.HostSample) error {
+func (f *fakeSink) WriteHostSamples(_ context.Context, s []influxdb.HostSample) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -226,7 +226,7 @@ func TestSample(t *testing.T) {
 				if err := c.Sample(t.Context()); err != nil {
 					t.Fatalf("round %d: Sample: %v", i+1, err)
 				}
-				var got []metrics.DomainSample
+				var got []influxdb.DomainSample
 				switch n := len(sink.domain) - before; n {
 				case 0:
 				case 1:
@@ -239,7 +239,7 @@ func TestSample(t *testing.T) {
 				}
 				checkSamples(t, i+1, got, r.want, clk.t)
 
-				wantHost := metrics.HostSample{Host: "h1", At: clk.t, CPUs: 8, MemoryBytes: 16 << 30, FreeMemoryBytes: 3 << 30}
+				wantHost := influxdb.HostSample{Host: "h1", At: clk.t, CPUs: 8, MemoryBytes: 16 << 30, FreeMemoryBytes: 3 << 30}
 				if len(sink.host) != i+1 || len(sink.host[i]) != 1 || sink.host[i][0] != wantHost {
 					t.Errorf("round %d: host batches = %+v, want one more with %+v", i+1, sink.host, wantHost)
 				}
@@ -248,7 +248,7 @@ func TestSample(t *testing.T) {
 	}
 }
 
-func checkSamples(t *testing.T, round int, got []metrics.DomainSample, want []want, at time.Time) {
+func checkSamples(t *testing.T, round int, got []influxdb.DomainSample, want []want, at time.Time) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("round %d: samples = %s, want %d", round, fmtSamples(got), len(want))
@@ -264,7 +264,7 @@ func checkSamples(t *testing.T, round int, got []metrics.DomainSample, want []wa
 	}
 }
 
-func fmtSamples(ss []metrics.DomainSample) string {
+func fmtSamples(ss []influxdb.DomainSample) string {
 	parts := make([]string, len(ss))
 	for i, s := range ss {
 		parts[i] = fmt.Sprintf("{%s/%s on %s at %s cpu %v mem %s}", s.Group, s.Instance, s.Host, s.At, s.CPUPercent, fmtPtr(s.MemoryPercent))
@@ -387,9 +387,9 @@ func TestNewDefaults(t *testing.T) {
 // discardSink counts what it is given, for the benchmark.
 type discardSink struct{ points int }
 
-func (d *discardSink) WriteDomainSamples(_ context.Context, s []metrics.DomainSample) error {
+func (d *discardSink) WriteDomainSamples(_ context.Context, s []influxdb.DomainSample) error {
 	d.points += len(s)
 	return nil
 }
 
-func (d *discardSink) WriteHostSamples(context.Context, []metrics.HostSample) error { return nil }
+func (d *discardSink) WriteHostSamples(context.Context, []influxdb.HostSample) error { return nil }

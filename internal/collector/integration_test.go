@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/premiscale/premiscale/internal/collector"
+	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/libvirt"
-	"github.com/premiscale/premiscale/internal/metrics"
 	"github.com/premiscale/premiscale/internal/testservices"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 const qemuURI = "qemu:///system"
@@ -23,9 +25,9 @@ func TestCollectorOnQEMUIntoInflux(t *testing.T) {
 	defer cancel()
 
 	cfg := testservices.Influx(t)
-	sink, err := metrics.New(cfg, logger)
+	sink, err := influxdb.New(cfg.InfluxOptions(), logger)
 	if err != nil {
-		t.Fatalf("metrics.New: %v", err)
+		t.Fatalf("influxdb.New: %v", err)
 	}
 	t.Cleanup(sink.Close)
 	if err := sink.EnsureDatabase(ctx); err != nil {
@@ -48,8 +50,8 @@ func TestCollectorOnQEMUIntoInflux(t *testing.T) {
 		}
 	})
 	// No disks: the firmware looks for something to boot, which under TCG is enough to burn CPU.
-	spec := libvirt.DomainSpec{Name: name, Group: group, Type: "qemu", VCPUs: 1, MemoryMiB: 64}
-	if _, err := conn.EnsureDomainRunning(ctx, spec); err != nil {
+	ds := libvirt.DomainSpec{Name: name, Group: group, Domain: spec.Domain{Type: "qemu", VCPUs: 1, Memory: 64}}
+	if _, err := conn.EnsureDomainRunning(ctx, ds); err != nil {
 		t.Fatalf("EnsureDomainRunning %s on %s: %v", name, qemuURI, err)
 	}
 
@@ -64,7 +66,7 @@ func TestCollectorOnQEMUIntoInflux(t *testing.T) {
 		}
 	}
 
-	cpu, err := sink.GroupMean(ctx, group, metrics.FieldCPUPercent, time.Minute, nil)
+	cpu, err := sink.GroupMean(ctx, group, influxdb.FieldCPUPercent, time.Minute, nil)
 	if err != nil {
 		t.Fatalf("GroupMean cpu_percent: %v", err)
 	}
@@ -75,7 +77,7 @@ func TestCollectorOnQEMUIntoInflux(t *testing.T) {
 	}
 	// A guest that never boots reports no memory use of its own: no memory points, rather
 	// than a made-up figure.
-	mem, err := sink.GroupMean(ctx, group, metrics.FieldMemoryPercent, time.Minute, nil)
+	mem, err := sink.GroupMean(ctx, group, influxdb.FieldMemoryPercent, time.Minute, nil)
 	if err != nil {
 		t.Fatalf("GroupMean memory_percent: %v", err)
 	}
@@ -88,14 +90,14 @@ func TestCollectorOnQEMUIntoInflux(t *testing.T) {
 		t.Fatal(err)
 	}
 	flux := fmt.Sprintf(`from(bucket: %q) |> range(start: -5m) |> filter(fn: (r) => r._measurement == %q and r._field == %q and r.host == %q) |> count()`,
-		cfg.Connection.Database+"/autogen", metrics.MeasurementHost, metrics.FieldCPUs, host)
-	n, ok, err := sink.Query(ctx, flux)
-	if err != nil || !ok || n != 3 {
-		t.Errorf("premiscale_host points for %s = %v (found %v, err %v); want 3, one per round", host, n, ok, err)
+		cfg.Connection.Database+"/autogen", influxdb.MeasurementHost, influxdb.FieldCPUs, host)
+	n, err := sink.Query(ctx, flux)
+	if err != nil || !n.HasData || n.Value != 3 {
+		t.Errorf("premiscale_host points for %s = %+v (err %v); want 3, one per round", host, n, err)
 	}
 	flux = fmt.Sprintf(`from(bucket: %q) |> range(start: -5m) |> filter(fn: (r) => r._measurement == %q and r._field == %q and r.host == %q) |> last()`,
-		cfg.Connection.Database+"/autogen", metrics.MeasurementHost, metrics.FieldCPUs, host)
-	if cpus, ok, err := sink.Query(ctx, flux); err != nil || !ok || cpus != float64(info.CPUs) {
-		t.Errorf("premiscale_host cpus for %s = %v (found %v, err %v); want %d", host, cpus, ok, err, info.CPUs)
+		cfg.Connection.Database+"/autogen", influxdb.MeasurementHost, influxdb.FieldCPUs, host)
+	if cpus, err := sink.Query(ctx, flux); err != nil || !cpus.HasData || cpus.Value != float64(info.CPUs) {
+		t.Errorf("premiscale_host cpus for %s = %+v (err %v); want %d", host, cpus, err, info.CPUs)
 	}
 }

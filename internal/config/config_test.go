@@ -496,7 +496,23 @@ func TestInvalid(t *testing.T) {
 				web + `.networking.gateway: invalid IP address "192.168.5.300"`,
 				web + `.networking.addresses[0]: range "192.168.5.2-192.168.5.1" ends before it starts`,
 				web + `.networking.addresses[1]: invalid IP address or range "192.168.5.x": use 192.168.5.7 or 192.168.5.2-192.168.5.254`,
-				web + `.networking.addresses[2]: range "10.0.0.1-::1" mixes IPv4 and IPv6`,
+				web + `.networking.addresses[2]: ::1 is not an IPv4 address: static addresses are IPv4 only (the network-config PremiScale writes has no IPv6)`,
+			},
+		},
+		{
+			name: "IPv6 static networking is refused at validation, not at launch",
+			yaml: edit(t, "        hosts: [local]", `        hosts: [local]
+        networking:
+          type: static
+          subnet: fd00:20::/64
+          gateway: fd00:20::1
+          addresses: [fd00:20::10-fd00:20::20]
+          nameservers: [fd00:20::53, 10.0.0.x]`),
+			want: []string{
+				web + `.networking.subnet: fd00:20::/64 is not an IPv4 subnet: static networking is IPv4 only (the network-config PremiScale writes has no IPv6)`,
+				web + `.networking.gateway: fd00:20::1 is not an IPv4 address: static networking is IPv4 only`,
+				web + `.networking.addresses[0]: fd00:20::10 is not an IPv4 address: static addresses are IPv4 only (the network-config PremiScale writes has no IPv6)`,
+				web + `.networking.nameservers[1]: invalid IP address "10.0.0.x"`,
 			},
 		},
 		{
@@ -528,7 +544,7 @@ func TestInvalid(t *testing.T) {
 		{
 			name: "static settings with dynamic",
 			yaml: edit(t, "        hosts: [local]", "        hosts: [local]\n        networking:\n          subnet: 10.0.0.0/8"),
-			want: []string{web + ".networking: addresses, subnet and gateway are used only with type static, not dynamic"},
+			want: []string{web + ".networking: addresses, subnet, gateway and nameservers are used only with type static, not dynamic"},
 		},
 		{
 			name: "unset required variables",

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/premiscale/premiscale/internal/policy"
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // Defaults that other packages may want to show or reuse.
@@ -16,11 +17,10 @@ const (
 	DefaultHealthcheckPort    = 8085
 	DefaultTemporalAddress    = "127.0.0.1:7233"
 	DefaultTemporalNamespace  = "default"
-	DefaultTaskQueue          = "premiscale"
 	DefaultCheckinListen      = "127.0.0.1:8090"
 	DefaultCheckinURL         = "http://127.0.0.1:8090"
 	DefaultDatabase           = "premiscale"
-	DefaultNetworkingType     = "dynamic"
+	DefaultNetworkingType     = string(spec.NetworkDynamic)
 	DefaultHypervisor         = "qemu"
 	DefaultProtocol           = "ssh"
 	DefaultIncrement          = 1
@@ -39,7 +39,7 @@ const (
 	DefaultTolerance         = policy.DefaultTolerance
 	DefaultThresholdStep     = 1
 	DefaultTimeZone          = "UTC"
-	DefaultTerminationPolicy = TerminateNewestFirst
+	DefaultTerminationPolicy = string(spec.TerminateNewestFirst)
 	DefaultBackoffAfter      = 3
 	DefaultBackoffInitial    = 30 * time.Second
 	DefaultBackoffMax        = 10 * time.Minute
@@ -60,7 +60,7 @@ func applyDefaults(r *report, c *Config) {
 	setDefault(r, "controller.healthcheck.port", &ctl.Healthcheck.Port, DefaultHealthcheckPort)
 	setDefault(r, "controller.temporal.address", &ctl.Temporal.Address, DefaultTemporalAddress)
 	setDefault(r, "controller.temporal.namespace", &ctl.Temporal.Namespace, DefaultTemporalNamespace)
-	setDefault(r, "controller.temporal.taskQueue", &ctl.Temporal.TaskQueue, DefaultTaskQueue)
+	setDefault(r, "controller.temporal.taskQueue", &ctl.Temporal.TaskQueue, spec.DefaultTaskQueue)
 	setDefault(r, "controller.databases.collectionInterval", &ctl.Databases.CollectionInterval, Duration{DefaultCollectionInterval})
 	setDefault(r, "controller.databases.hostConnectionTimeout", &ctl.Databases.HostConnectionTimeout, Duration{DefaultHostTimeout})
 	setDefault(r, "controller.databases.state.connection.database", &ctl.Databases.State.Connection.Database, DefaultDatabase)
@@ -77,19 +77,26 @@ func applyDefaults(r *report, c *Config) {
 			setDefault(r, p+".protocol", &h.Protocol, DefaultProtocol)
 		}
 	}
-	applyGroupDefaults(r, "controller.autoscale.groups", ctl.Autoscale.Groups, ctl.Reconciliation.Interval.Duration)
+	applyGroupDefaults(r, "controller.autoscale.groups", ctl.Autoscale.Groups, ctl.DefaultCheckWindow())
+}
+
+// DefaultCheckWindow is the window of a check that sets none: the reconciliation interval, but
+// at least two collection intervals, so that every instance has a sample in it even when the
+// collector's and the group's clocks drift apart.
+func (c *Controller) DefaultCheckWindow() time.Duration {
+	return max(c.Reconciliation.Interval.Duration, 2*c.Databases.CollectionInterval.Duration)
 }
 
 // applyGroupDefaults fills the groups of a map whose path is prefix (groups are map values, so
-// each is copied out and written back). interval is the reconciliation interval checks default
-// their window to; 0 (a group file read without its configuration) leaves windows unset, and
-// Group.PolicySpec fills them in.
-func applyGroupDefaults(r *report, prefix string, groups map[string]Group, interval time.Duration) {
+// each is copied out and written back). window is what checks default their window to
+// (Controller.DefaultCheckWindow); 0 (a group file read without its configuration) leaves
+// windows unset.
+func applyGroupDefaults(r *report, prefix string, groups map[string]Group, window time.Duration) {
 	for _, name := range sortedKeys(groups) {
 		g := groups[name]
 		p := joinPath(prefix, name)
 		setDefault(r, p+".networking.type", &g.Networking.Type, DefaultNetworkingType)
-		applyScalingDefaults(r, p+".scaling", &g.Scaling, interval)
+		applyScalingDefaults(r, p+".scaling", &g.Scaling, window)
 		setDefault(r, p+".health.bootTimeout", &g.Health.BootTimeout, Duration{DefaultBootTimeout})
 		setDefault(r, p+".health.heartbeatInterval", &g.Health.HeartbeatInterval, Duration{DefaultHeartbeatInterval})
 		setDefault(r, p+".health.heartbeatTimeout", &g.Health.HeartbeatTimeout, Duration{DefaultHeartbeatTimeout})
@@ -100,7 +107,7 @@ func applyGroupDefaults(r *report, prefix string, groups map[string]Group, inter
 
 // applyScalingDefaults fills a group's scaling at path p. Order matters: the per-direction
 // cooldowns default to the (defaulted) cooldown, and maxConcurrentLaunches to the increment.
-func applyScalingDefaults(r *report, p string, s *Scaling, interval time.Duration) {
+func applyScalingDefaults(r *report, p string, s *Scaling, window time.Duration) {
 	setDefault(r, p+".increment", &s.Increment, DefaultIncrement)
 	setDefault(r, p+".cooldown", &s.Cooldown, Duration{DefaultCooldown})
 	setDefault(r, p+".scaleOut.cooldown", &s.ScaleOut.Cooldown, s.Cooldown)
@@ -109,8 +116,8 @@ func applyScalingDefaults(r *report, p string, s *Scaling, interval time.Duratio
 	for i := range s.Checks {
 		c := &s.Checks[i]
 		cp := fmt.Sprintf("%s.checks[%d]", p, i)
-		if interval > 0 {
-			setDefault(r, cp+".window", &c.Window, Duration{interval})
+		if window > 0 {
+			setDefault(r, cp+".window", &c.Window, Duration{window})
 		}
 		setDefault(r, cp+".onError", &c.OnError, DefaultOnError)
 		if c.Target != nil {

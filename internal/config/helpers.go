@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/premiscale/premiscale/internal/influxdb"
 )
 
 // LibvirtURI is the URI to connect to the host with: URI as given, or one built from Address,
@@ -216,4 +218,13 @@ func describeRate(rl RateLimit) string {
 		return fmt.Sprintf(", at most %g%% per %s", rl.Percent, rl.Period)
 	}
 	return ""
+}
+
+// InfluxOptions says where the time-series database is, for internal/influxdb.
+func (t Timeseries) InfluxOptions() influxdb.Options {
+	c := t.Connection
+	return influxdb.Options{
+		URL: c.URL, Database: c.Database, Username: c.Credentials.Username, Password: c.Credentials.Password,
+		Retention: t.Retention.Duration,
+	}
 }

@@ -67,11 +67,11 @@ func ParseGroupFile(data []byte, source string, lookupEnv func(string) (string, 
 	if err != nil {
 		return nil, err
 	}
-	var interval time.Duration
+	var window time.Duration
 	if cfg != nil {
-		interval = cfg.Controller.Reconciliation.Interval.Duration
+		window = cfg.Controller.DefaultCheckWindow()
 	}
-	applyGroupDefaults(r, "groups", gf.Groups, interval)
+	applyGroupDefaults(r, "groups", gf.Groups, window)
 	validateVersion(r, "version", gf.Version)
 	if len(gf.Groups) == 0 {
 		r.add("groups", "at least one group is required")

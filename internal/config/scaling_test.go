@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/premiscale/premiscale/internal/policy"
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // withScaling adds extra (YAML written from column 0) to the base config's web.scaling, then
@@ -465,7 +466,8 @@ schedules:
 		{"scaleIn.cooldown as given", s.ScaleIn.Cooldown.Duration, 10 * time.Minute},
 		{"scaleIn.stabilizationWindow", s.ScaleIn.StabilizationWindow.Duration, 5 * time.Minute},
 		{"rate limits are off", []RateLimit{s.ScaleOut.RateLimit, s.ScaleIn.RateLimit}, []RateLimit{{}, {}}},
-		{"window is the reconciliation interval", s.Checks[0].Window.Duration, 45 * time.Second},
+		// 45 s is less than two collection intervals (the default 30 s each).
+		{"window covers two collection intervals", s.Checks[0].Window.Duration, time.Minute},
 		{"window as given", s.Checks[1].Window.Duration, 2 * time.Minute},
 		{"staleness is off", s.Checks[0].Staleness.Duration, time.Duration(0)},
 		{"onError hold", s.Checks[0].OnError, "hold"},
@@ -516,8 +518,8 @@ func TestGroupFileCheckWindow(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ParseGroupFile: %v", err)
 	}
-	if got := groups["api"].Scaling.Checks[0].Window.Duration; got != 20*time.Second {
-		t.Errorf("window with the config = %s, want its reconciliation interval 20s", got)
+	if got := groups["api"].Scaling.Checks[0].Window.Duration; got != time.Minute {
+		t.Errorf("window with the config = %s, want two collection intervals (1m), more than its reconciliation interval 20s", got)
 	}
 
 	// Without the config the window stays unset, and PolicySpec fills it in.
@@ -630,7 +632,7 @@ func TestPolicySpec(t *testing.T) {
 	}
 
 	s := web.Scaling
-	if s.TerminationPolicy != TerminateOldestFirst || s.MaxConcurrentLaunches != 2 || !s.DryRun ||
+	if s.TerminationPolicy != string(spec.TerminateOldestFirst) || s.MaxConcurrentLaunches != 2 || !s.DryRun ||
 		s.LaunchBackoff != (LaunchBackoff{After: 5, Initial: Duration{time.Minute}, Max: Duration{30 * time.Minute}}) {
 		t.Errorf("workflow settings = %q, %d, %v, %+v", s.TerminationPolicy, s.MaxConcurrentLaunches, s.DryRun, s.LaunchBackoff)
 	}
@@ -768,7 +770,7 @@ func TestExampleProductionPolicy(t *testing.T) {
 		t.Errorf("checks = %s", got)
 	}
 	if len(spec.Schedules) != 1 || spec.Schedules[0].TimeZone != "Europe/Berlin" || spec.ScaleInStabilization != 10*time.Minute ||
-		spec.ScaleInRate != (policy.RateLimit{Percent: 25, Period: 15 * time.Minute}) || web.Scaling.TerminationPolicy != TerminateOldestFirst {
+		spec.ScaleInRate != (policy.RateLimit{Percent: 25, Period: 15 * time.Minute}) || web.Scaling.TerminationPolicy != "oldest-first" {
 		t.Errorf("web policy = %+v, termination %s", spec, web.Scaling.TerminationPolicy)
 	}
 	summary := cfg.Summary()

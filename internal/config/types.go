@@ -180,6 +180,8 @@ type Networking struct {
 	Addresses []string `yaml:"addresses,omitempty" json:"addresses,omitempty"`
 	Subnet    string   `yaml:"subnet,omitempty" json:"subnet,omitempty"`
 	Gateway   string   `yaml:"gateway,omitempty" json:"gateway,omitempty"`
+	// Nameservers are the DNS servers of statically addressed instances (optional).
+	Nameservers []string `yaml:"nameservers,omitempty" json:"nameservers,omitempty"`
 }
 
 // Scaling is the group's size bounds and the policy that moves it between them.
@@ -207,13 +209,6 @@ type Scaling struct {
 	// DryRun makes the group decide and record its decisions without acting on them.
 	DryRun bool `yaml:"dryRun" json:"dryRun"`
 }
-
-// Termination policies: which instances a scale-in retires first.
-const (
-	TerminateOldestFirst    = "oldest-first"
-	TerminateNewestFirst    = "newest-first"
-	TerminateUnhealthyFirst = "unhealthy-first"
-)
 
 // ResourceTarget holds the utilisation percentages (0,100] target tracking aims for; 0 means unset.
 type ResourceTarget struct {

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -16,6 +15,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // groupNamePattern keeps group names usable as workflow IDs ("asg/<name>"), domain names
@@ -381,12 +382,12 @@ func checkCloudConfig(s string) (int, string) {
 // offers (-1 when that is not a limit: not static, or the addresses are invalid).
 func validateNetworking(r *report, p string, n Networking) int64 {
 	switch n.Type {
-	case "dynamic", "ignore":
-		if len(n.Addresses) > 0 || n.Subnet != "" || n.Gateway != "" {
-			r.add(p, "addresses, subnet and gateway are used only with type static, not %s", n.Type)
+	case string(spec.NetworkDynamic), string(spec.NetworkIgnore):
+		if len(n.Addresses) > 0 || n.Subnet != "" || n.Gateway != "" || len(n.Nameservers) > 0 {
+			r.add(p, "addresses, subnet, gateway and nameservers are used only with type static, not %s", n.Type)
 		}
 		return -1
-	case "static":
+	case string(spec.NetworkStatic):
 	default:
 		r.add(p+".type", "unsupported networking type %q (allowed: dynamic, static, ignore)", n.Type)
 		return -1
@@ -397,9 +398,12 @@ func validateNetworking(r *report, p string, n Networking) int64 {
 	if r.required(p+".subnet", n.Subnet, "CIDR of the instances' network, e.g. 192.168.5.0/24") {
 		var err error
 		subnet, err = netip.ParsePrefix(n.Subnet)
-		if err != nil {
+		switch {
+		case err != nil:
 			r.add(p+".subnet", "invalid subnet %q: must be a CIDR such as 192.168.5.0/24", n.Subnet)
-		} else {
+		case !subnet.Addr().Is4():
+			r.add(p+".subnet", "%s is not an IPv4 subnet: static networking is IPv4 only (the network-config PremiScale writes has no IPv6)", n.Subnet)
+		default:
 			subnet = subnet.Masked()
 			subnetOK = true
 		}
@@ -411,8 +415,17 @@ func validateNetworking(r *report, p string, n Networking) int64 {
 		switch {
 		case err != nil:
 			r.add(p+".gateway", "invalid IP address %q", n.Gateway)
+			gateway = netip.Addr{}
+		case !gateway.Is4():
+			r.add(p+".gateway", "%s is not an IPv4 address: static networking is IPv4 only", n.Gateway)
+			gateway = netip.Addr{}
 		case subnetOK && !subnet.Contains(gateway):
 			r.add(p+".gateway", "%s is not in subnet %s", gateway, subnet)
+		}
+	}
+	for i, ns := range n.Nameservers {
+		if _, err := netip.ParseAddr(strings.TrimSpace(ns)); err != nil {
+			r.add(fmt.Sprintf("%s.nameservers[%d]", p, i), "invalid IP address %q", ns)
 		}
 	}
 
@@ -428,7 +441,7 @@ func validateNetworking(r *report, p string, n Networking) int64 {
 			valid = false
 			continue
 		}
-		first, last, err := parseAddressRange(a)
+		first, last, err := ParseAddressRange(a)
 		if err != nil {
 			r.add(ap, "%v", err)
 			valid = false
@@ -440,55 +453,24 @@ func validateNetworking(r *report, p string, n Networking) int64 {
 		if gateway.IsValid() && first.Compare(gateway) <= 0 && gateway.Compare(last) <= 0 {
 			r.add(ap, "%s includes the gateway %s", a, gateway)
 		}
-		total = addSaturating(total, rangeSize(first, last))
+		total += rangeSize(first, last)
 	}
 	if !valid {
+		return -1
+	}
+	if total > MaxPoolSize {
+		// Overlapping ranges count twice here, so this errs on the side of a message; a pool
+		// anywhere near the limit is a typo anyway.
+		r.add(p+".addresses", "the ranges name %d addresses, more than the %d a pool may hold", total, MaxPoolSize)
 		return -1
 	}
 	return total
 }
 
-// parseAddressRange reads "192.168.5.7" or "192.168.5.2-192.168.5.254".
-func parseAddressRange(s string) (netip.Addr, netip.Addr, error) {
-	lo, hi, isRange := strings.Cut(s, "-")
-	first, err := netip.ParseAddr(strings.TrimSpace(lo))
-	if err != nil {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("invalid IP address or range %q: use 192.168.5.7 or 192.168.5.2-192.168.5.254", s)
-	}
-	if !isRange {
-		return first, first, nil
-	}
-	last, err := netip.ParseAddr(strings.TrimSpace(hi))
-	if err != nil {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("invalid IP address or range %q: use 192.168.5.7 or 192.168.5.2-192.168.5.254", s)
-	}
-	if first.Is4() != last.Is4() {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("range %q mixes IPv4 and IPv6", s)
-	}
-	if last.Less(first) {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("range %q ends before it starts", s)
-	}
-	return first, last, nil
-}
-
-// rangeSize counts the addresses from first to last, saturating at MaxInt64 (IPv6 ranges).
+// rangeSize counts the IPv4 addresses from first to last.
 func rangeSize(first, last netip.Addr) int64 {
-	a, b := first.As16(), last.As16()
-	if binary.BigEndian.Uint64(a[:8]) != binary.BigEndian.Uint64(b[:8]) {
-		return math.MaxInt64
-	}
-	diff := binary.BigEndian.Uint64(b[8:]) - binary.BigEndian.Uint64(a[8:])
-	if diff >= math.MaxInt64 {
-		return math.MaxInt64
-	}
-	return int64(diff) + 1
-}
-
-func addSaturating(a, b int64) int64 {
-	if a > math.MaxInt64-b {
-		return math.MaxInt64
-	}
-	return a + b
+	a, b := first.As4(), last.As4()
+	return int64(binary.BigEndian.Uint32(b[:])) - int64(binary.BigEndian.Uint32(a[:])) + 1
 }
 
 // checkHost accepts an IP address or a DNS host name.

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/premiscale/premiscale/internal/policy"
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // policyNamePattern keeps check and schedule names readable in decision logs and usable as keys.
@@ -81,11 +83,9 @@ func validateScaling(r *report, p, group string, s Scaling, staticAddrs int64) {
 			min: s.MinNodes, max: s.MaxNodes, minOK: minOK, maxOK: maxOK, staticAddrs: staticAddrs})
 	}
 
-	switch s.TerminationPolicy {
-	case TerminateOldestFirst, TerminateNewestFirst, TerminateUnhealthyFirst:
-	default:
+	if !slices.Contains(spec.TerminationPolicies(), spec.TerminationPolicy(s.TerminationPolicy)) {
 		r.add(p+".terminationPolicy", "unsupported termination policy %q (allowed: %s, %s, %s)", s.TerminationPolicy,
-			TerminateOldestFirst, TerminateNewestFirst, TerminateUnhealthyFirst)
+			spec.TerminateOldestFirst, spec.TerminateNewestFirst, spec.TerminateUnhealthyFirst)
 	}
 	if s.MaxConcurrentLaunches < 0 {
 		r.add(p+".maxConcurrentLaunches", "must not be negative, got %d (0 means no limit)", s.MaxConcurrentLaunches)

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
 	"github.com/premiscale/premiscale/workflows"
 )
@@ -39,8 +40,8 @@ type ApplyResult struct {
 
 // Apply starts the group's workflow, or sends the spec to the one already running. Starting a
 // group that runs already is not an error: it is how a changed config reaches a running group.
-func (c *Client) Apply(ctx context.Context, spec workflows.GroupSpec) (ApplyResult, error) {
-	id := workflows.GroupWorkflowID(spec.Name)
+func (c *Client) Apply(ctx context.Context, gs spec.Group) (ApplyResult, error) {
+	id := spec.GroupWorkflowID(gs.Name)
 	running, err := c.isRunning(ctx, id)
 	if err != nil {
 		return ApplyResult{}, err
@@ -49,14 +50,14 @@ func (c *Client) Apply(ctx context.Context, spec workflows.GroupSpec) (ApplyResu
 		ID:                    id,
 		TaskQueue:             c.TaskQueue,
 		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrGroup.ValueSet(spec.Name)),
+		TypedSearchAttributes: temporal.NewSearchAttributes(spec.AttrGroup.ValueSet(gs.Name)),
 	}
 	// Signal-with-start is atomic: if another agent started the group a moment ago, the spec
 	// is delivered to that run instead of failing.
-	run, err := c.Temporal.SignalWithStartWorkflow(ctx, id, workflows.SignalSpec, spec, opts,
-		workflows.GroupWorkflow, workflows.NewGroupState(spec))
+	run, err := c.Temporal.SignalWithStartWorkflow(ctx, id, spec.SignalSpec, gs, opts,
+		workflows.GroupWorkflow, workflows.NewGroupState(gs))
 	if err != nil {
-		return ApplyResult{}, fmt.Errorf("start group %s (workflow %s on task queue %s): %w", spec.Name, id, c.TaskQueue, err)
+		return ApplyResult{}, fmt.Errorf("start group %s (workflow %s on task queue %s): %w", gs.Name, id, c.TaskQueue, err)
 	}
 	return ApplyResult{Started: !running, RunID: run.GetRunID()}, nil
 }
@@ -75,7 +76,7 @@ func (c *Client) isRunning(ctx context.Context, id string) (bool, error) {
 
 // Status is a group's live status from its workflow, with MySQL's records of its instances.
 type Status struct {
-	workflows.GroupStatus
+	spec.GroupStatus
 	Records []state.Instance `json:"records,omitempty"`
 }
 
@@ -84,11 +85,11 @@ var ErrNotRunning = errors.New("group is not running")
 
 // Status queries the group's workflow.
 func (c *Client) Status(ctx context.Context, group string) (Status, error) {
-	id := workflows.GroupWorkflowID(group)
+	id := spec.GroupWorkflowID(group)
 	if err := c.mustRun(ctx, group); err != nil {
 		return Status{}, err
 	}
-	v, err := c.Temporal.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	v, err := c.Temporal.QueryWorkflow(ctx, id, "", spec.QueryStatus)
 	if err != nil {
 		return Status{}, fmt.Errorf("query status of group %s: %w", group, err)
 	}
@@ -117,7 +118,7 @@ func (c *Client) List(ctx context.Context) ([]Status, error) {
 			return nil, fmt.Errorf("list group workflows: %w", err)
 		}
 		for _, e := range resp.GetExecutions() {
-			if name, ok := strings.CutPrefix(e.GetExecution().GetWorkflowId(), workflows.GroupWorkflowID("")); ok {
+			if name, ok := strings.CutPrefix(e.GetExecution().GetWorkflowId(), spec.GroupWorkflowID("")); ok {
 				names = append(names, name)
 			}
 		}
@@ -142,11 +143,11 @@ func (c *Client) List(ctx context.Context) ([]Status, error) {
 
 // Delete asks the group to retire every instance and end, and waits until it has.
 func (c *Client) Delete(ctx context.Context, group string) error {
-	id := workflows.GroupWorkflowID(group)
+	id := spec.GroupWorkflowID(group)
 	if err := c.mustRun(ctx, group); err != nil {
 		return err
 	}
-	if err := c.Temporal.SignalWorkflow(ctx, id, "", workflows.SignalDelete, nil); err != nil {
+	if err := c.Temporal.SignalWorkflow(ctx, id, "", spec.SignalDelete, nil); err != nil {
 		return fmt.Errorf("signal group %s to delete: %w", group, err)
 	}
 	if err := c.Temporal.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
@@ -157,16 +158,16 @@ func (c *Client) Delete(ctx context.Context, group string) error {
 
 // Scale sets the group's desired size and/or bounds. The workflow's validator rejects
 // out-of-range requests before anything is recorded; its message is returned as is.
-func (c *Client) Scale(ctx context.Context, group string, req workflows.ScaleRequest) (workflows.ScaleResult, error) {
-	var res workflows.ScaleResult
-	err := c.update(ctx, group, workflows.UpdateScale, req, &res)
+func (c *Client) Scale(ctx context.Context, group string, req spec.ScaleRequest) (spec.ScaleResult, error) {
+	var res spec.ScaleResult
+	err := c.update(ctx, group, spec.UpdateScale, req, &res)
 	return res, err
 }
 
 // Protect sets or clears an instance's scale-in protection.
-func (c *Client) Protect(ctx context.Context, group, instance string, protected bool) (workflows.InstanceRef, error) {
-	var res workflows.InstanceRef
-	err := c.update(ctx, group, workflows.UpdateProtect, workflows.ProtectRequest{Instance: instance, Protected: protected}, &res)
+func (c *Client) Protect(ctx context.Context, group, instance string, protected bool) (spec.InstanceRef, error) {
+	var res spec.InstanceRef
+	err := c.update(ctx, group, spec.UpdateProtect, spec.ProtectRequest{Instance: instance, Protected: protected}, &res)
 	return res, err
 }
 
@@ -175,7 +176,7 @@ func (c *Client) update(ctx context.Context, group, name string, arg, result any
 		return err
 	}
 	h, err := c.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: workflows.GroupWorkflowID(group), UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
+		WorkflowID: spec.GroupWorkflowID(group), UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {
 		return fmt.Errorf("group %s rejected %s: %w", group, name, err)
@@ -188,26 +189,26 @@ func (c *Client) update(ctx context.Context, group, name string, arg, result any
 
 // Pause stops the group from acting; it keeps evaluating and logging what it would do.
 func (c *Client) Pause(ctx context.Context, group string) error {
-	return c.signal(ctx, group, workflows.SignalPause)
+	return c.signal(ctx, group, spec.SignalPause)
 }
 
 // Resume lets a paused group act again.
 func (c *Client) Resume(ctx context.Context, group string) error {
-	return c.signal(ctx, group, workflows.SignalResume)
+	return c.signal(ctx, group, spec.SignalResume)
 }
 
 func (c *Client) signal(ctx context.Context, group, name string) error {
 	if err := c.mustRun(ctx, group); err != nil {
 		return err
 	}
-	if err := c.Temporal.SignalWorkflow(ctx, workflows.GroupWorkflowID(group), "", name, nil); err != nil {
+	if err := c.Temporal.SignalWorkflow(ctx, spec.GroupWorkflowID(group), "", name, nil); err != nil {
 		return fmt.Errorf("signal %s to group %s: %w", name, group, err)
 	}
 	return nil
 }
 
 func (c *Client) mustRun(ctx context.Context, group string) error {
-	id := workflows.GroupWorkflowID(group)
+	id := spec.GroupWorkflowID(group)
 	running, err := c.isRunning(ctx, id)
 	if err != nil {
 		return err
@@ -227,12 +228,12 @@ func (c *Client) Events(ctx context.Context, group string, since time.Time) ([]s
 }
 
 // Update sends a running group a new spec, applied at its next evaluation.
-func (c *Client) Update(ctx context.Context, spec workflows.GroupSpec) error {
-	if err := c.mustRun(ctx, spec.Name); err != nil {
+func (c *Client) Update(ctx context.Context, gs spec.Group) error {
+	if err := c.mustRun(ctx, gs.Name); err != nil {
 		return err
 	}
-	if err := c.Temporal.SignalWorkflow(ctx, workflows.GroupWorkflowID(spec.Name), "", workflows.SignalSpec, spec); err != nil {
-		return fmt.Errorf("send the new spec to group %s: %w", spec.Name, err)
+	if err := c.Temporal.SignalWorkflow(ctx, spec.GroupWorkflowID(gs.Name), "", spec.SignalSpec, gs); err != nil {
+		return fmt.Errorf("send the new spec to group %s: %w", gs.Name, err)
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // MetadataNamespace is the XML namespace of PremiScale's element in a
@@ -33,31 +35,23 @@ type DiskSpec struct {
 	Format string
 }
 
-// DomainSpec is the shape of a PremiScale instance.
+// DomainSpec is one PremiScale instance's domain: the group's shape (spec.Domain: vCPUs,
+// memory, type, arch, machine, direct kernel boot, network) and what is particular to the
+// instance. A shape's Type "" lets EnsureDomainRunning pick ("test" for test:// URIs, else kvm
+// when the host's capabilities offer it for Arch, else qemu); DomainXML alone falls back to
+// qemu. Its Network is "" for no interface, "user" for user-mode networking, otherwise the
+// name of a libvirt network.
 type DomainSpec struct {
 	// Name is the instance name, which is also the domain name.
 	Name, Group string
-	// Type is the libvirt domain type: "kvm", "qemu" or "test". Empty lets
-	// EnsureDomainRunning pick ("test" for test:// URIs, else kvm when the
-	// host's capabilities offer it for Arch, else qemu); DomainXML alone
-	// falls back to qemu.
-	Type      string
-	VCPUs     int
-	MemoryMiB int
-	// Arch and Machine default to x86_64 and pc.
-	Arch, Machine string
+	spec.Domain
 	// Disks are attached on the virtio bus (cdroms on virtio-scsi, since
 	// virtio-blk has no cdrom and some guest kernels lack SATA drivers).
 	Disks []DiskSpec
-	// Kernel, Initrd and Cmdline enable direct kernel boot (host paths).
-	Kernel, Initrd, Cmdline string
-	// Network is "" for no interface, "user" for user-mode networking,
-	// otherwise the name of a libvirt network.
-	Network string
 	// MAC is the interface's hardware address; empty lets libvirt pick one.
 	MAC string
 	// Template names an existing domain to clone (see TemplateDomainXML);
-	// "" builds the domain from the fields above.
+	// "" builds the domain from the shape.
 	Template string
 }
 
@@ -95,8 +89,8 @@ func DomainXML(spec DomainSpec, diskPaths []string) (string, error) {
 		Type:          domType,
 		Name:          spec.Name,
 		Metadata:      &libvirtxml.DomainMetadata{XML: meta},
-		Memory:        &libvirtxml.DomainMemory{Value: uint(spec.MemoryMiB), Unit: "MiB"},
-		CurrentMemory: &libvirtxml.DomainCurrentMemory{Value: uint(spec.MemoryMiB), Unit: "MiB"},
+		Memory:        &libvirtxml.DomainMemory{Value: uint(spec.Memory), Unit: "MiB"},
+		CurrentMemory: &libvirtxml.DomainCurrentMemory{Value: uint(spec.Memory), Unit: "MiB"},
 		VCPU:          &libvirtxml.DomainVCPU{Value: uint(spec.VCPUs)},
 		OS: &libvirtxml.DomainOS{
 			Type:    &libvirtxml.DomainOSType{Arch: arch, Machine: machine, Type: "hvm"},
@@ -180,8 +174,8 @@ func validateSpec(spec DomainSpec) error {
 	// With a template, zero keeps the template's value.
 	case spec.VCPUs < 0 || (spec.VCPUs == 0 && spec.Template == ""):
 		return fmt.Errorf("domain %s: vcpus must be positive, got %d", spec.Name, spec.VCPUs)
-	case spec.MemoryMiB < 0 || (spec.MemoryMiB == 0 && spec.Template == ""):
-		return fmt.Errorf("domain %s: memory must be positive, got %d MiB", spec.Name, spec.MemoryMiB)
+	case spec.Memory < 0 || (spec.Memory == 0 && spec.Template == ""):
+		return fmt.Errorf("domain %s: memory must be positive, got %d MiB", spec.Name, spec.Memory)
 	case spec.Kernel == "" && (spec.Initrd != "" || spec.Cmdline != ""):
 		return fmt.Errorf("domain %s: initrd or cmdline given without a kernel", spec.Name)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -21,33 +23,34 @@ func TestDomainXMLGolden(t *testing.T) {
 		{
 			name: "plain",
 			spec: DomainSpec{
-				Name: "web-3", Group: "web", Type: "kvm", VCPUs: 2, MemoryMiB: 1024,
-				Disks: []DiskSpec{{Pool: "default", Volume: "web-3.qcow2", Format: "qcow2"}},
+				Name:   "web-3",
+				Group:  "web",
+				Disks:  []DiskSpec{{Pool: "default", Volume: "web-3.qcow2", Format: "qcow2"}},
+				Domain: spec.Domain{Type: "kvm", VCPUs: 2, Memory: 1024},
 			},
 			paths: []string{"/var/lib/libvirt/images/web-3.qcow2"},
 		},
 		{
 			name: "kernel_boot",
 			spec: DomainSpec{
-				Name: "api-12", Group: "api", Type: "qemu", VCPUs: 1, MemoryMiB: 512,
-				Arch: "x86_64", Machine: "q35",
-				Disks:   []DiskSpec{{Pool: "default", Volume: "api-12.qcow2", Format: "qcow2"}},
-				Kernel:  "/var/lib/premiscale/vmlinuz",
-				Initrd:  "/var/lib/premiscale/initrd.img",
-				Cmdline: "root=/dev/vda console=ttyS0 ds=nocloud",
+				Name:   "api-12",
+				Group:  "api",
+				Disks:  []DiskSpec{{Pool: "default", Volume: "api-12.qcow2", Format: "qcow2"}},
+				Domain: spec.Domain{Type: "qemu", VCPUs: 1, Memory: 512, Arch: "x86_64", Machine: "q35", Kernel: "/var/lib/premiscale/vmlinuz", Initrd: "/var/lib/premiscale/initrd.img", Cmdline: "root=/dev/vda console=ttyS0 ds=nocloud"},
 			},
 			paths: []string{"/var/lib/libvirt/images/api-12.qcow2"},
 		},
 		{
 			name: "user_net_cdrom",
 			spec: DomainSpec{
-				Name: "batch-1", Group: "batch", Type: "qemu", VCPUs: 1, MemoryMiB: 768,
+				Name:  "batch-1",
+				Group: "batch",
 				Disks: []DiskSpec{
 					{Pool: "default", Volume: "batch-1.qcow2", Format: "qcow2"},
 					{Pool: "default", Volume: "batch-1-seed.iso", Device: "cdrom"},
 					{Pool: "default", Volume: "scratch.raw", Target: "vdc", ReadOnly: true},
 				},
-				Network: "user",
+				Domain: spec.Domain{Type: "qemu", VCPUs: 1, Memory: 768, Network: "user"},
 			},
 			paths: []string{
 				"/var/lib/libvirt/images/batch-1.qcow2",
@@ -58,7 +61,9 @@ func TestDomainXMLGolden(t *testing.T) {
 		{
 			name: "network_escaping",
 			spec: DomainSpec{
-				Name: `odd-1`, Group: `a"b<c&d`, VCPUs: 1, MemoryMiB: 256, Network: "default",
+				Name:   `odd-1`,
+				Group:  `a"b<c&d`,
+				Domain: spec.Domain{VCPUs: 1, Memory: 256, Network: "default"},
 			},
 		},
 	}
@@ -132,7 +137,7 @@ func TestParseMetadataAsLibvirtReturnsIt(t *testing.T) {
 }
 
 func TestDomainXMLRejectsBadSpecs(t *testing.T) {
-	ok := DomainSpec{Name: "g-1", Group: "g", VCPUs: 1, MemoryMiB: 128}
+	ok := DomainSpec{Name: "g-1", Group: "g", Domain: spec.Domain{VCPUs: 1, Memory: 128}}
 	tests := []struct {
 		name   string
 		mutate func(*DomainSpec)
@@ -142,7 +147,7 @@ func TestDomainXMLRejectsBadSpecs(t *testing.T) {
 		{"no name", func(s *DomainSpec) { s.Name = "" }, nil, "empty name"},
 		{"no group", func(s *DomainSpec) { s.Group = "" }, nil, "empty group"},
 		{"no vcpus", func(s *DomainSpec) { s.VCPUs = 0 }, nil, "vcpus"},
-		{"no memory", func(s *DomainSpec) { s.MemoryMiB = -1 }, nil, "memory"},
+		{"no memory", func(s *DomainSpec) { s.Memory = -1 }, nil, "memory"},
 		{"cmdline without kernel", func(s *DomainSpec) { s.Cmdline = "x" }, nil, "without a kernel"},
 		{"path count", func(s *DomainSpec) { s.Disks = []DiskSpec{{Pool: "p", Volume: "v"}} }, nil, "disk paths"},
 		{"bad device", func(s *DomainSpec) { s.Disks = []DiskSpec{{Pool: "p", Volume: "v", Device: "floppy"}} }, []string{"/x"}, "floppy"},

@@ -15,6 +15,8 @@ import (
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // TestLifecycleOnTestDriver walks one instance through everything an
@@ -45,13 +47,14 @@ func TestLifecycleOnTestDriver(t *testing.T) {
 	}
 	assertBackingStore(t, c, testPool, overlay, baseInfo.path, baseInfo.capacity)
 
-	spec := DomainSpec{
-		Name: name, Group: group, VCPUs: 2, MemoryMiB: 128,
-		Disks:   []DiskSpec{{Pool: testPool, Volume: overlay}},
-		Network: "user",
+	ds := DomainSpec{
+		Name:   name,
+		Group:  group,
+		Disks:  []DiskSpec{{Pool: testPool, Volume: overlay}},
+		Domain: spec.Domain{VCPUs: 2, Memory: 128, Network: "user"},
 	}
 	for i, want := range []bool{true, false} {
-		created, err := c.EnsureDomainRunning(ctx, spec)
+		created, err := c.EnsureDomainRunning(ctx, ds)
 		if err != nil || created != want {
 			t.Fatalf("EnsureDomainRunning #%d = %v, %v; want created=%v", i+1, created, err, want)
 		}
@@ -92,13 +95,13 @@ func TestLifecycleOnTestDriver(t *testing.T) {
 	// listed, adopted nor removed.
 	foreign := group + "-99"
 	defineForeignDomain(t, c, foreign)
-	if _, err := c.EnsureDomainRunning(ctx, DomainSpec{Name: foreign, Group: group, VCPUs: 1, MemoryMiB: 64}); !errors.Is(err, ErrForeignDomain) {
+	if _, err := c.EnsureDomainRunning(ctx, DomainSpec{Name: foreign, Group: group, Domain: spec.Domain{VCPUs: 1, Memory: 64}}); !errors.Is(err, ErrForeignDomain) {
 		t.Errorf("EnsureDomainRunning on a foreign domain: err = %v, want ErrForeignDomain", err)
 	}
 	if _, err := c.RemoveDomain(ctx, foreign, 0); !errors.Is(err, ErrForeignDomain) {
 		t.Errorf("RemoveDomain on a foreign domain: err = %v, want ErrForeignDomain", err)
 	}
-	if _, err := c.EnsureDomainRunning(ctx, DomainSpec{Name: name, Group: "other", VCPUs: 1, MemoryMiB: 64}); !errors.Is(err, ErrForeignDomain) {
+	if _, err := c.EnsureDomainRunning(ctx, DomainSpec{Name: name, Group: "other", Domain: spec.Domain{VCPUs: 1, Memory: 64}}); !errors.Is(err, ErrForeignDomain) {
 		t.Errorf("EnsureDomainRunning for another group: err = %v, want ErrForeignDomain", err)
 	}
 
@@ -212,7 +215,7 @@ func TestConcurrentEnsureDomainRunning(t *testing.T) {
 				wg.Go(func() {
 					c := conns[g%nconns]
 					name := fmt.Sprintf("%s-%d", group, g/2+1) // goroutines 2k and 2k+1 share a name
-					created, err := c.EnsureDomainRunning(ctx, DomainSpec{Name: name, Group: group, VCPUs: 1, MemoryMiB: 64})
+					created, err := c.EnsureDomainRunning(ctx, DomainSpec{Name: name, Group: group, Domain: spec.Domain{VCPUs: 1, Memory: 64}})
 					if err != nil {
 						errs <- err
 						return
@@ -255,7 +258,7 @@ func TestReconnectAfterDisconnect(t *testing.T) {
 	ctx := testCtx(t)
 	group := uniqueName(t, "g")
 	name := group + "-1"
-	if _, err := keeper.EnsureDomainRunning(ctx, DomainSpec{Name: name, Group: group, VCPUs: 1, MemoryMiB: 64}); err != nil {
+	if _, err := keeper.EnsureDomainRunning(ctx, DomainSpec{Name: name, Group: group, Domain: spec.Domain{VCPUs: 1, Memory: 64}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = keeper.RemoveDomain(context.Background(), name, 0) })
@@ -394,8 +397,10 @@ func TestErrorsNameTheObjectAndURI(t *testing.T) {
 	}
 	name := uniqueName(t, "g") + "-1"
 	_, err = c.EnsureDomainRunning(ctx, DomainSpec{
-		Name: name, Group: "g", VCPUs: 1, MemoryMiB: 64,
-		Disks: []DiskSpec{{Pool: testPool, Volume: "no-such-volume"}},
+		Name:   name,
+		Group:  "g",
+		Disks:  []DiskSpec{{Pool: testPool, Volume: "no-such-volume"}},
+		Domain: spec.Domain{VCPUs: 1, Memory: 64},
 	})
 	if err == nil || !strings.Contains(err.Error(), "define domain "+name) || !strings.Contains(err.Error(), "no-such-volume") {
 		t.Errorf("domain with a missing disk: err = %v, want one naming the domain and volume", err)
@@ -473,15 +478,16 @@ func TestRealDomainOnQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	spec := DomainSpec{
-		Name: name, Group: group, VCPUs: 1, MemoryMiB: 64,
+	ds := DomainSpec{
+		Name:  name,
+		Group: group,
 		Disks: []DiskSpec{
 			{Pool: qemuPool, Volume: overlay},
 			{Pool: qemuPool, Volume: seed, Device: "cdrom"},
 		},
-		Network: "user",
+		Domain: spec.Domain{VCPUs: 1, Memory: 64, Network: "user"},
 	}
-	if created, err := c.EnsureDomainRunning(ctx, spec); err != nil || !created {
+	if created, err := c.EnsureDomainRunning(ctx, ds); err != nil || !created {
 		t.Fatalf("EnsureDomainRunning = %v, %v", created, err)
 	}
 	d, found, err := c.LookupDomain(ctx, name)

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // TestListManagedDomains defines PremiScale domains of two groups (one of
@@ -18,14 +20,14 @@ func TestListManagedDomains(t *testing.T) {
 	running, stopped := groupA+"-1", groupB+"-1"
 	foreign := groupA + "-99"
 
-	for _, spec := range []DomainSpec{
-		{Name: running, Group: groupA, VCPUs: 2, MemoryMiB: 128},
-		{Name: stopped, Group: groupB, VCPUs: 1, MemoryMiB: 64},
+	for _, ds := range []DomainSpec{
+		{Name: running, Group: groupA, Domain: spec.Domain{VCPUs: 2, Memory: 128}},
+		{Name: stopped, Group: groupB, Domain: spec.Domain{VCPUs: 1, Memory: 64}},
 	} {
-		if _, err := c.EnsureDomainRunning(ctx, spec); err != nil {
-			t.Fatalf("EnsureDomainRunning %s: %v", spec.Name, err)
+		if _, err := c.EnsureDomainRunning(ctx, ds); err != nil {
+			t.Fatalf("EnsureDomainRunning %s: %v", ds.Name, err)
 		}
-		t.Cleanup(func() { _, _ = c.RemoveDomain(context.Background(), spec.Name, 0) })
+		t.Cleanup(func() { _, _ = c.RemoveDomain(context.Background(), ds.Name, 0) })
 	}
 	if err := do(ctx, c, "destroy "+stopped, func(l *golibvirt.Libvirt) error {
 		d, err := l.DomainLookupByName(stopped)

@@ -16,7 +16,7 @@ import (
 // hardware but gets spec's name, disks, metadata and MAC, and loses
 // everything that two domains cannot share: UUID, hardware and generation
 // IDs, NVRAM file, fixed graphics ports, fixed security labels and fixed tap
-// device names. spec.VCPUs and spec.MemoryMiB override the template's values
+// device names. spec.VCPUs and spec.Memory override the template's values
 // when non-zero, spec.Kernel (with Initrd and Cmdline) replaces its boot
 // when set, and spec.Type its domain type when set. spec.Arch, Machine and
 // Network are ignored: the template defines the machine and its networking.
@@ -112,10 +112,10 @@ func TemplateDomainXML(templateXML string, spec DomainSpec, diskPaths []string) 
 	return out + "\n", nil
 }
 
-// applySize applies the spec's non-zero VCPUs and MemoryMiB, keeping what
+// applySize applies the spec's non-zero VCPUs and Memory, keeping what
 // depends on the vCPU count consistent with it.
 func applySize(dom *libvirtxml.Domain, spec DomainSpec) error {
-	if spec.VCPUs == 0 && spec.MemoryMiB == 0 {
+	if spec.VCPUs == 0 && spec.Memory == 0 {
 		return nil
 	}
 	if dom.CPU != nil && dom.CPU.Numa != nil && len(dom.CPU.Numa.Cell) > 0 {
@@ -124,9 +124,9 @@ func applySize(dom *libvirtxml.Domain, spec DomainSpec) error {
 		return fmt.Errorf("domain %s: template %s defines NUMA cells, so vcpus and memory cannot be overridden; leave them unset",
 			spec.Name, spec.Template)
 	}
-	if spec.MemoryMiB > 0 {
-		dom.Memory = &libvirtxml.DomainMemory{Value: uint(spec.MemoryMiB), Unit: "MiB"}
-		dom.CurrentMemory = &libvirtxml.DomainCurrentMemory{Value: uint(spec.MemoryMiB), Unit: "MiB"}
+	if spec.Memory > 0 {
+		dom.Memory = &libvirtxml.DomainMemory{Value: uint(spec.Memory), Unit: "MiB"}
+		dom.CurrentMemory = &libvirtxml.DomainCurrentMemory{Value: uint(spec.Memory), Unit: "MiB"}
 	}
 	if spec.VCPUs > 0 {
 		n := spec.VCPUs

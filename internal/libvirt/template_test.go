@@ -11,6 +11,8 @@ import (
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // instanceDisks are the disks CreateInstance gives an instance: its overlay
@@ -49,10 +51,13 @@ func TestTemplateDomainXMLGolden(t *testing.T) {
 			name:     "template_clone",
 			template: "template_full",
 			spec: DomainSpec{
-				Name: "web-7", Group: "web", Template: "ubuntu-golden",
-				Disks: disks, MAC: "52:54:00:aa:bb:cc",
-				// Ignored with a template: it defines machine and networking.
-				Arch: "aarch64", Machine: "virt", Network: "other",
+				Name:     "web-7",
+				Group:    "web",
+				Template: "ubuntu-golden",
+				Disks:    disks,
+				MAC:      "52:54:00:aa:bb:cc",
+				// Ignored with a template: it defines machine and networking.,
+				Domain: spec.Domain{Arch: "aarch64", Machine: "virt", Network: "other"},
 			},
 			paths:        paths,
 			wantType:     "kvm",
@@ -66,11 +71,11 @@ func TestTemplateDomainXMLGolden(t *testing.T) {
 			name:     "template_overrides",
 			template: "template_full",
 			spec: DomainSpec{
-				Name: "web-8", Group: "web", Template: "ubuntu-golden", Type: "qemu",
-				VCPUs: 6, MemoryMiB: 2048,
-				Kernel: "/var/lib/premiscale/vmlinuz", Initrd: "/var/lib/premiscale/initrd.img",
-				Cmdline: "root=/dev/vda1 console=ttyS0",
-				Disks:   disks,
+				Name:     "web-8",
+				Group:    "web",
+				Template: "ubuntu-golden",
+				Disks:    disks,
+				Domain:   spec.Domain{Type: "qemu", VCPUs: 6, Memory: 2048, Kernel: "/var/lib/premiscale/vmlinuz", Initrd: "/var/lib/premiscale/initrd.img", Cmdline: "root=/dev/vda1 console=ttyS0"},
 			},
 			paths:        paths,
 			wantType:     "qemu",
@@ -88,8 +93,12 @@ func TestTemplateDomainXMLGolden(t *testing.T) {
 			name:     "template_instance",
 			template: "template_instance",
 			spec: DomainSpec{
-				Name: "web-9", Group: "web", Template: "web-1", VCPUs: 4,
-				Disks: cdromDisks, MAC: "52:54:00:12:34:56",
+				Name:     "web-9",
+				Group:    "web",
+				Template: "web-1",
+				Disks:    cdromDisks,
+				MAC:      "52:54:00:12:34:56",
+				Domain:   spec.Domain{VCPUs: 4},
 			},
 			paths:         []string{paths[0], "/var/lib/libvirt/images/web-7-seed.iso"},
 			wantType:      "qemu",
@@ -263,9 +272,9 @@ func TestTemplateDomainXMLRejects(t *testing.T) {
 		invalid bool // wraps ErrInvalidSpec
 	}{
 		{"numa with vcpus", numa, func(s *DomainSpec) { s.VCPUs = 4 }, nil, "NUMA", true},
-		{"numa with memory", numa, func(s *DomainSpec) { s.MemoryMiB = 512 }, nil, "NUMA", true},
+		{"numa with memory", numa, func(s *DomainSpec) { s.Memory = 512 }, nil, "NUMA", true},
 		{"negative vcpus", string(full), func(s *DomainSpec) { s.VCPUs = -1 }, nil, "vcpus", true},
-		{"negative memory", string(full), func(s *DomainSpec) { s.MemoryMiB = -1 }, nil, "memory", true},
+		{"negative memory", string(full), func(s *DomainSpec) { s.Memory = -1 }, nil, "memory", true},
 		{"no group", string(full), func(s *DomainSpec) { s.Group = "" }, nil, "empty group", true},
 		{"not xml", "<domain", func(*DomainSpec) {}, nil, "parse XML of template t", true},
 		{"path count", string(full), func(s *DomainSpec) { s.Disks = []DiskSpec{{Pool: "p", Volume: "v"}} }, nil, "disk paths", false},
@@ -292,7 +301,7 @@ func TestTemplateDomainXMLRejects(t *testing.T) {
 	if _, err := DomainXML(DomainSpec{Name: "g-1", Group: "g"}, nil); err == nil {
 		t.Error("DomainXML accepted zero vcpus without a template")
 	}
-	if _, err := DomainXML(DomainSpec{Name: "g-1", Group: "g", VCPUs: 1, MemoryMiB: 64, Template: "t"}, nil); !errors.Is(err, ErrInvalidSpec) {
+	if _, err := DomainXML(DomainSpec{Name: "g-1", Group: "g", Template: "t", Domain: spec.Domain{VCPUs: 1, Memory: 64}}, nil); !errors.Is(err, ErrInvalidSpec) {
 		t.Errorf("DomainXML with a template: err = %v, want ErrInvalidSpec", err)
 	}
 }
@@ -425,13 +434,13 @@ func TestTemplateCloneOnTestDriver(t *testing.T) {
 	}
 	t.Cleanup(func() { _, _ = c.DeleteVolume(context.Background(), testPool, overlay) })
 
-	spec := DomainSpec{
+	ds := DomainSpec{
 		Name: name, Group: group, Template: tmplName,
 		Disks: []DiskSpec{{Pool: testPool, Volume: overlay, Target: "vda"}},
 		MAC:   InstanceMAC(name),
 	}
 	for i, want := range []bool{true, false} {
-		created, err := c.EnsureDomainRunning(ctx, spec)
+		created, err := c.EnsureDomainRunning(ctx, ds)
 		if err != nil || created != want {
 			t.Fatalf("EnsureDomainRunning #%d = %v, %v; want created=%v", i+1, created, err, want)
 		}
@@ -478,8 +487,8 @@ func TestTemplateCloneOnTestDriver(t *testing.T) {
 	if got := def.Devices.Disks[0]; got.Source.File.File != "/"+testPool+"/"+overlay || got.Driver.Type != "qcow2" {
 		t.Errorf("disk = file %q format %q, want /%s/%s qcow2", got.Source.File.File, got.Driver.Type, testPool, overlay)
 	}
-	if len(def.Devices.Interfaces) != 1 || def.Devices.Interfaces[0].MAC == nil || def.Devices.Interfaces[0].MAC.Address != spec.MAC {
-		t.Errorf("interfaces = %+v, want one with MAC %s", def.Devices.Interfaces, spec.MAC)
+	if len(def.Devices.Interfaces) != 1 || def.Devices.Interfaces[0].MAC == nil || def.Devices.Interfaces[0].MAC.Address != ds.MAC {
+		t.Errorf("interfaces = %+v, want one with MAC %s", def.Devices.Interfaces, ds.MAC)
 	}
 	if def.Metadata == nil || !strings.Contains(def.Metadata.XML, "https://acme.example/xmlns/1") {
 		t.Errorf("foreign metadata lost: %+v", def.Metadata)
@@ -490,7 +499,7 @@ func TestTemplateCloneOnTestDriver(t *testing.T) {
 
 	// A template that does not exist cannot appear by retrying.
 	missing := group + "-no-such-template"
-	bad := spec
+	bad := ds
 	bad.Name, bad.Template = group+"-2", missing
 	_, err = c.EnsureDomainRunning(ctx, bad)
 	if !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), testURI) {
@@ -569,12 +578,12 @@ func TestTemplateClonesOnQEMU(t *testing.T) {
 		if _, err := c.EnsureVolume(ctx, qemuPool, cl.overlay, 16<<20, "qcow2"); err != nil {
 			t.Fatal(err)
 		}
-		spec := DomainSpec{
+		ds := DomainSpec{
 			Name: cl.name, Group: group, Template: tmplName,
 			Disks: []DiskSpec{{Pool: qemuPool, Volume: cl.overlay, Target: "vda"}},
 			MAC:   InstanceMAC(cl.name),
 		}
-		if created, err := c.EnsureDomainRunning(ctx, spec); err != nil || !created {
+		if created, err := c.EnsureDomainRunning(ctx, ds); err != nil || !created {
 			t.Fatalf("EnsureDomainRunning %s = %v, %v", cl.name, created, err)
 		}
 		clones = append(clones, cl)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // ErrRetired is returned (wrapped) when a terminated instance checks in: its VM is gone, or is
@@ -43,7 +45,7 @@ func (s *Store) RecordCheckin(ctx context.Context, name, address string, at time
 	if err != nil {
 		return false, fmt.Errorf("record check-in of instance %s in %s: %w", name, s.where, err)
 	}
-	if state == InstanceTerminated || state == InstanceFailed {
+	if state == spec.StateTerminated || state == spec.StateFailed {
 		return false, fmt.Errorf("record check-in of instance %s: %w", name, ErrRetired)
 	}
 
@@ -71,7 +73,7 @@ func (s *Store) UndoFirstCheckin(ctx context.Context, name string, at time.Time)
 		return fmt.Errorf("undo first check-in of instance %s: time is zero", name)
 	}
 	_, err := s.db.ExecContext(ctx, "UPDATE instances SET checked_in_at = NULL WHERE name = ? AND checked_in_at = ? AND state NOT IN (?, ?)",
-		name, at.UTC(), InstanceTerminated, InstanceFailed)
+		name, at.UTC(), spec.StateTerminated, spec.StateFailed)
 	if err != nil {
 		return fmt.Errorf("undo first check-in of instance %s in %s: %w", name, s.where, err)
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/premiscale/premiscale/internal/state"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 func TestRecordCheckin(t *testing.T) {
@@ -28,52 +30,52 @@ func TestRecordCheckin(t *testing.T) {
 	}{
 		{
 			name:    "first then heartbeats",
-			initial: &state.Instance{State: state.InstanceBooting, Host: "h1", CreatedAt: ts(0)},
+			initial: &state.Instance{State: spec.StateBooting, Host: "h1", CreatedAt: ts(0)},
 			checkins: []checkin{
 				{address: "10.0.0.5", minute: 2, wantFirst: true},
 				{minute: 3},
 				{minute: 4},
 			},
-			want: state.Instance{State: state.InstanceBooting, Host: "h1", Address: "10.0.0.5", CreatedAt: us(ts(0)),
+			want: state.Instance{State: spec.StateBooting, Host: "h1", Address: "10.0.0.5", CreatedAt: us(ts(0)),
 				CheckedInAt: ptr(us(ts(2))), LastSeenAt: ptr(us(ts(4)))},
 		},
 		{
 			name:    "a late request does not move last-seen back",
-			initial: &state.Instance{State: state.InstanceRunning, CreatedAt: ts(0)},
+			initial: &state.Instance{State: spec.StateRunning, CreatedAt: ts(0)},
 			checkins: []checkin{
 				{minute: 5, wantFirst: true},
 				{minute: 3},
 			},
-			want: state.Instance{State: state.InstanceRunning, CreatedAt: us(ts(0)),
+			want: state.Instance{State: spec.StateRunning, CreatedAt: us(ts(0)),
 				CheckedInAt: ptr(us(ts(5))), LastSeenAt: ptr(us(ts(5)))},
 		},
 		{
 			name:    "a new address replaces the old, an empty one does not",
-			initial: &state.Instance{State: state.InstanceRunning, Address: "10.0.0.1", CreatedAt: ts(0)},
+			initial: &state.Instance{State: spec.StateRunning, Address: "10.0.0.1", CreatedAt: ts(0)},
 			checkins: []checkin{
 				{address: "10.0.0.2", minute: 1, wantFirst: true},
 				{minute: 2},
 			},
-			want: state.Instance{State: state.InstanceRunning, Address: "10.0.0.2", CreatedAt: us(ts(0)),
+			want: state.Instance{State: spec.StateRunning, Address: "10.0.0.2", CreatedAt: us(ts(0)),
 				CheckedInAt: ptr(us(ts(1))), LastSeenAt: ptr(us(ts(2)))},
 		},
 		{
 			name:    "already checked in through UpsertInstance",
-			initial: &state.Instance{State: state.InstanceRunning, CreatedAt: ts(0), CheckedInAt: ptr(ts(1)), LastSeenAt: ptr(ts(1))},
+			initial: &state.Instance{State: spec.StateRunning, CreatedAt: ts(0), CheckedInAt: ptr(ts(1)), LastSeenAt: ptr(ts(1))},
 			checkins: []checkin{
 				{minute: 2},
 			},
-			want: state.Instance{State: state.InstanceRunning, CreatedAt: us(ts(0)),
+			want: state.Instance{State: spec.StateRunning, CreatedAt: us(ts(0)),
 				CheckedInAt: ptr(us(ts(1))), LastSeenAt: ptr(us(ts(2)))},
 		},
 		{
 			name: "retired instance is left alone",
-			initial: &state.Instance{State: state.InstanceTerminated, Address: "10.0.0.5", CreatedAt: ts(0),
+			initial: &state.Instance{State: spec.StateTerminated, Address: "10.0.0.5", CreatedAt: ts(0),
 				CheckedInAt: ptr(ts(1)), LastSeenAt: ptr(ts(1)), TerminatedAt: ptr(ts(2))},
 			checkins: []checkin{
 				{address: "10.0.0.9", minute: 3, wantErr: state.ErrRetired},
 			},
-			want: state.Instance{State: state.InstanceTerminated, Address: "10.0.0.5", CreatedAt: us(ts(0)),
+			want: state.Instance{State: spec.StateTerminated, Address: "10.0.0.5", CreatedAt: us(ts(0)),
 				CheckedInAt: ptr(us(ts(1))), LastSeenAt: ptr(us(ts(1))), TerminatedAt: ptr(us(ts(2)))},
 		},
 		{
@@ -124,7 +126,7 @@ func TestRecordCheckin(t *testing.T) {
 func TestRecordCheckinConcurrentlyHasOneFirst(t *testing.T) {
 	s, _ := openStore(t)
 	c := ctx(t)
-	if err := s.UpsertInstance(c, state.Instance{Name: "race-1", Group: "race", State: state.InstanceBooting}); err != nil {
+	if err := s.UpsertInstance(c, state.Instance{Name: "race-1", Group: "race", State: spec.StateBooting}); err != nil {
 		t.Fatal(err)
 	}
 	const callers = 8
@@ -166,8 +168,8 @@ func TestUndoFirstCheckin(t *testing.T) {
 	s, _ := openStore(t)
 	c := ctx(t)
 	for _, in := range []state.Instance{
-		{Name: "undo-1", Group: "undo", State: state.InstanceBooting, CreatedAt: ts(0)},
-		{Name: "undo-2", Group: "undo", State: state.InstanceBooting, CreatedAt: ts(0)},
+		{Name: "undo-1", Group: "undo", State: spec.StateBooting, CreatedAt: ts(0)},
+		{Name: "undo-2", Group: "undo", State: spec.StateBooting, CreatedAt: ts(0)},
 	} {
 		if err := s.UpsertInstance(c, in); err != nil {
 			t.Fatal(err)
@@ -206,7 +208,7 @@ func TestUndoFirstCheckin(t *testing.T) {
 	if _, err := s.RecordCheckin(c, "undo-2", "", ts(1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.UpsertInstance(c, state.Instance{Name: "undo-2", Group: "undo", State: state.InstanceTerminated, TerminatedAt: ptr(ts(2))}); err != nil {
+	if err := s.UpsertInstance(c, state.Instance{Name: "undo-2", Group: "undo", State: spec.StateTerminated, TerminatedAt: ptr(ts(2))}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.UndoFirstCheckin(c, "undo-2", ts(1)); err != nil {

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,23 @@ type ScalingEvent struct {
 	Checks     json.RawMessage
 	WorkflowID string
 	RunID      string
+	// Repeats counts the later evaluations that came to the same decision for the same reason
+	// (not written as rows of their own); LastRepeatAt is the time of the last of them.
+	Repeats      int
+	LastRepeatAt *time.Time
+}
+
+// SetScalingEventRepeats records how many later evaluations repeated the event with key, and
+// when the last one was. Setting the same values again changes nothing.
+func (s *Store) SetScalingEventRepeats(ctx context.Context, key string, repeats int, lastAt time.Time) error {
+	if key == "" {
+		return errors.New("set repeats of a scaling event: key is empty")
+	}
+	const q = "UPDATE scaling_events SET repeats = ?, last_repeat_at = ? WHERE event_key = ?"
+	if _, err := s.db.ExecContext(ctx, q, repeats, lastAt.UTC(), key); err != nil {
+		return fmt.Errorf("set repeats of scaling event %s in %s: %w", key, s.where, err)
+	}
+	return nil
 }
 
 // RecordScalingEvent writes e unless an event with the same Key exists, and says whether it
@@ -80,7 +98,7 @@ func (s *Store) ListScalingEvents(ctx context.Context, group string, since time.
 	if group == "" {
 		return nil, errors.New("list scaling events: group is empty")
 	}
-	const q = "SELECT event_key, group_name, `at`, from_size, to_size, metrics, reason, action, outcome, winner, checks, workflow_id, run_id " +
+	const q = "SELECT event_key, group_name, `at`, from_size, to_size, metrics, reason, action, outcome, winner, checks, workflow_id, run_id, repeats, last_repeat_at " +
 		"FROM scaling_events WHERE group_name = ? AND `at` >= ? ORDER BY `at`, id"
 	rows, err := s.db.QueryContext(ctx, q, group, since.UTC())
 	if err != nil {
@@ -91,7 +109,9 @@ func (s *Store) ListScalingEvents(ctx context.Context, group string, since time.
 	for rows.Next() {
 		var e ScalingEvent
 		var mj, checks []byte
-		if err := rows.Scan(&e.Key, &e.Group, &e.At, &e.From, &e.To, &mj, &e.Reason, &e.Action, &e.Outcome, &e.Winner, &checks, &e.WorkflowID, &e.RunID); err != nil {
+		var lastRepeat sql.NullTime
+		if err := rows.Scan(&e.Key, &e.Group, &e.At, &e.From, &e.To, &mj, &e.Reason, &e.Action, &e.Outcome, &e.Winner, &checks, &e.WorkflowID, &e.RunID,
+			&e.Repeats, &lastRepeat); err != nil {
 			return nil, fmt.Errorf("list scaling events of group %s in %s: %w", group, s.where, err)
 		}
 		if err := json.Unmarshal(mj, &e.Metrics); err != nil {
@@ -99,6 +119,10 @@ func (s *Store) ListScalingEvents(ctx context.Context, group string, since time.
 		}
 		if len(checks) > 0 {
 			e.Checks = json.RawMessage(checks)
+		}
+		if lastRepeat.Valid {
+			t := lastRepeat.Time
+			e.LastRepeatAt = &t
 		}
 		out = append(out, e)
 	}

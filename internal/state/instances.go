@@ -9,17 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Instance states. An instance moves launching → booting → running → retiring → terminated;
-// failed marks one that never came up or broke.
-const (
-	InstanceLaunching  = "launching"
-	InstanceBooting    = "booting"
-	InstanceRunning    = "running"
-	InstanceRetiring   = "retiring"
-	InstanceTerminated = "terminated"
-	InstanceFailed     = "failed"
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // Instance is one VM of a group.
@@ -112,7 +103,7 @@ func (s *Store) ListInstances(ctx context.Context, group string, includeTerminat
 	}
 	if !includeTerminated {
 		q += " AND state NOT IN (?, ?)"
-		args = append(args, InstanceTerminated, InstanceFailed)
+		args = append(args, spec.StateTerminated, spec.StateFailed)
 	}
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {

@@ -16,6 +16,8 @@ import (
 	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/state"
 	"github.com/premiscale/premiscale/internal/testservices"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 func openStore(t *testing.T) (*state.Store, config.StateDB) {
@@ -265,41 +267,41 @@ func TestUpsertInstance(t *testing.T) {
 		{
 			name: "idempotent",
 			steps: []state.Instance{
-				{State: state.InstanceLaunching, Host: "h1", CreatedAt: ts(0)},
-				{State: state.InstanceLaunching, Host: "h1", CreatedAt: ts(0)},
+				{State: spec.StateLaunching, Host: "h1", CreatedAt: ts(0)},
+				{State: spec.StateLaunching, Host: "h1", CreatedAt: ts(0)},
 			},
-			want: state.Instance{State: state.InstanceLaunching, Host: "h1", CreatedAt: us(ts(0))},
+			want: state.Instance{State: spec.StateLaunching, Host: "h1", CreatedAt: us(ts(0))},
 		},
 		{
 			name: "lifecycle keeps earlier facts",
 			steps: []state.Instance{
-				{State: state.InstanceLaunching, Host: "h1", CreatedAt: ts(0)},
-				{State: state.InstanceBooting, CreatedAt: ts(1)},
-				{State: state.InstanceRunning, Address: "10.0.0.5", CheckedInAt: ptr(ts(2)), LastSeenAt: ptr(ts(2))},
-				{State: state.InstanceRunning, CheckedInAt: ptr(ts(3)), LastSeenAt: ptr(ts(4))},
-				{State: state.InstanceRunning, LastSeenAt: ptr(ts(3))},
+				{State: spec.StateLaunching, Host: "h1", CreatedAt: ts(0)},
+				{State: spec.StateBooting, CreatedAt: ts(1)},
+				{State: spec.StateRunning, Address: "10.0.0.5", CheckedInAt: ptr(ts(2)), LastSeenAt: ptr(ts(2))},
+				{State: spec.StateRunning, CheckedInAt: ptr(ts(3)), LastSeenAt: ptr(ts(4))},
+				{State: spec.StateRunning, LastSeenAt: ptr(ts(3))},
 			},
-			want: state.Instance{State: state.InstanceRunning, Host: "h1", Address: "10.0.0.5", CreatedAt: us(ts(0)),
+			want: state.Instance{State: spec.StateRunning, Host: "h1", Address: "10.0.0.5", CreatedAt: us(ts(0)),
 				CheckedInAt: ptr(us(ts(2))), LastSeenAt: ptr(us(ts(4)))},
 		},
 		{
 			name: "terminated is sticky",
 			steps: []state.Instance{
-				{State: state.InstanceRunning, Host: "h1", Address: "10.0.0.5", CreatedAt: ts(0)},
-				{State: state.InstanceTerminated, Reason: "scale in", TerminatedAt: ptr(ts(5))},
-				{State: state.InstanceRunning, Host: "h2", Address: "10.0.0.6", Reason: "late", LastSeenAt: ptr(ts(6))},
-				{State: state.InstanceFailed, Reason: "later", TerminatedAt: ptr(ts(7))},
+				{State: spec.StateRunning, Host: "h1", Address: "10.0.0.5", CreatedAt: ts(0)},
+				{State: spec.StateTerminated, Reason: "scale in", TerminatedAt: ptr(ts(5))},
+				{State: spec.StateRunning, Host: "h2", Address: "10.0.0.6", Reason: "late", LastSeenAt: ptr(ts(6))},
+				{State: spec.StateFailed, Reason: "later", TerminatedAt: ptr(ts(7))},
 			},
-			want: state.Instance{State: state.InstanceTerminated, Host: "h1", Address: "10.0.0.5", Reason: "scale in",
+			want: state.Instance{State: spec.StateTerminated, Host: "h1", Address: "10.0.0.5", Reason: "scale in",
 				CreatedAt: us(ts(0)), LastSeenAt: ptr(us(ts(6))), TerminatedAt: ptr(us(ts(5)))},
 		},
 		{
 			name: "failed can still terminate",
 			steps: []state.Instance{
-				{State: state.InstanceFailed, Host: "h1", Reason: "no check-in", CreatedAt: ts(0)},
-				{State: state.InstanceTerminated, TerminatedAt: ptr(ts(3))},
+				{State: spec.StateFailed, Host: "h1", Reason: "no check-in", CreatedAt: ts(0)},
+				{State: spec.StateTerminated, TerminatedAt: ptr(ts(3))},
 			},
-			want: state.Instance{State: state.InstanceTerminated, Host: "h1", Reason: "no check-in",
+			want: state.Instance{State: spec.StateTerminated, Host: "h1", Reason: "no check-in",
 				CreatedAt: us(ts(0)), TerminatedAt: ptr(us(ts(3)))},
 		},
 	}
@@ -329,7 +331,7 @@ func TestUpsertInstance(t *testing.T) {
 	if _, ok, err := s.GetInstance(c, "absent-1"); ok || err != nil {
 		t.Errorf("GetInstance(absent) = %v, %v; want false, nil", ok, err)
 	}
-	if err := s.UpsertInstance(c, state.Instance{Name: "x-1", State: state.InstanceRunning}); err == nil {
+	if err := s.UpsertInstance(c, state.Instance{Name: "x-1", State: spec.StateRunning}); err == nil {
 		t.Error("UpsertInstance without a group succeeded")
 	}
 }
@@ -350,11 +352,11 @@ func TestListInstances(t *testing.T) {
 	s, _ := openStore(t)
 	c := ctx(t)
 	for _, in := range []state.Instance{
-		{Name: "web-10", Group: "web", State: state.InstanceRunning},
-		{Name: "web-2", Group: "web", State: state.InstanceRunning},
-		{Name: "web-1", Group: "web", State: state.InstanceTerminated},
-		{Name: "web-3", Group: "web", State: state.InstanceBooting},
-		{Name: "api-1", Group: "api", State: state.InstanceRunning},
+		{Name: "web-10", Group: "web", State: spec.StateRunning},
+		{Name: "web-2", Group: "web", State: spec.StateRunning},
+		{Name: "web-1", Group: "web", State: spec.StateTerminated},
+		{Name: "web-3", Group: "web", State: spec.StateBooting},
+		{Name: "api-1", Group: "api", State: spec.StateRunning},
 	} {
 		if err := s.UpsertInstance(c, in); err != nil {
 			t.Fatal(err)

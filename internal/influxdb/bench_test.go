@@ -1,4 +1,4 @@
-package metrics_test
+package influxdb_test
 
 import (
 	"context"
@@ -6,18 +6,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/premiscale/premiscale/internal/metrics"
+	"github.com/premiscale/premiscale/internal/influxdb"
 )
 
 // domainSamples makes instances × perInstance samples for group, spread over the last span.
-func domainSamples(group string, instances, perInstance int, span time.Duration) []metrics.DomainSample {
+func domainSamples(group string, instances, perInstance int, span time.Duration) []influxdb.DomainSample {
 	now := time.Now()
 	step := span / time.Duration(perInstance)
-	out := make([]metrics.DomainSample, 0, instances*perInstance)
+	out := make([]influxdb.DomainSample, 0, instances*perInstance)
 	for i := range instances {
 		for j := range perInstance {
 			mem := float64(j % 100)
-			out = append(out, metrics.DomainSample{
+			out = append(out, influxdb.DomainSample{
 				Group: group, Instance: fmt.Sprintf("%s-%d", group, i+1), Host: fmt.Sprintf("h%d", i%3),
 				At: now.Add(-time.Duration(j) * step), CPUPercent: float64((i*7 + j) % 100), MemoryPercent: &mem,
 			})
@@ -33,7 +33,7 @@ func BenchmarkGroupMean(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		m, err := c.GroupMean(context.Background(), "bench", metrics.FieldCPUPercent, 10*time.Minute, []string{"bench-1"})
+		m, err := c.GroupMean(context.Background(), "bench", influxdb.FieldCPUPercent, 10*time.Minute, []string{"bench-1"})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package metrics
+package influxdb
 
 import (
 	"context"
@@ -110,38 +110,49 @@ func fluxString(s string) string {
 	return b.String()
 }
 
-// Query runs a user's Flux query that yields a single number, and returns it. It reports false
-// when the query yields no rows, and an error when it yields more than one or a value that is
-// not a number.
-func (c *Client) Query(ctx context.Context, flux string) (float64, bool, error) {
+// QueryResult is the one number a user's Flux query returned.
+type QueryResult struct {
+	Value float64
+	// HasData is false when the query returned no rows.
+	HasData bool
+	// Time is the row's _time, the time of the data; zero when the query dropped the column
+	// (aggregates such as mean() do).
+	Time time.Time
+}
+
+// Query runs a user's Flux query that yields a single number, and returns it with the time of
+// its data when the result keeps _time. A query that yields no rows has no data; more than one
+// row, or a value that is not a number, is an error.
+func (c *Client) Query(ctx context.Context, flux string) (QueryResult, error) {
 	res, err := c.querier.Query(ctx, flux)
 	if err != nil {
-		return 0, false, fmt.Errorf("flux query on InfluxDB %s: %w", c.baseURL, err)
+		return QueryResult{}, fmt.Errorf("flux query on InfluxDB %s: %w", c.baseURL, err)
 	}
 	defer res.Close()
-	var value float64
+	var out QueryResult
 	rows := 0
 	for res.Next() {
 		rows++
 		if rows > 1 {
 			continue
 		}
-		v, err := toFloat(res.Record().Value())
+		rec := res.Record()
+		v, err := toFloat(rec.Value())
 		if err != nil {
-			return 0, false, fmt.Errorf("flux query on InfluxDB %s: _value: %w", c.baseURL, err)
+			return QueryResult{}, fmt.Errorf("flux query on InfluxDB %s: _value: %w", c.baseURL, err)
 		}
-		value = v
+		out.Value, out.HasData = v, true
+		if t, ok := rec.ValueByKey("_time").(time.Time); ok {
+			out.Time = t
+		}
 	}
 	if err := res.Err(); err != nil {
-		return 0, false, fmt.Errorf("flux query on InfluxDB %s: %w", c.baseURL, err)
+		return QueryResult{}, fmt.Errorf("flux query on InfluxDB %s: %w", c.baseURL, err)
 	}
-	switch {
-	case rows == 0:
-		return 0, false, nil
-	case rows > 1:
-		return 0, false, fmt.Errorf("flux query on InfluxDB %s returned %d rows, want one number (end it with an aggregate such as group() |> mean())", c.baseURL, rows)
+	if rows > 1 {
+		return QueryResult{}, fmt.Errorf("flux query on InfluxDB %s returned %d rows, want one number (end it with an aggregate such as group() |> mean())", c.baseURL, rows)
 	}
-	return value, true, nil
+	return out, nil
 }
 
 func toFloat(v any) (float64, error) {

@@ -1,4 +1,4 @@
-package metrics_test
+package influxdb_test
 
 import (
 	"context"
@@ -14,14 +14,14 @@ import (
 	"time"
 
 	"github.com/premiscale/premiscale/internal/config"
-	"github.com/premiscale/premiscale/internal/metrics"
+	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/testservices"
 )
 
-func newClient(t testing.TB) (*metrics.Client, config.Timeseries) {
+func newClient(t testing.TB) (*influxdb.Client, config.Timeseries) {
 	t.Helper()
 	cfg := testservices.Influx(t)
-	c, err := metrics.New(cfg, slog.New(slog.DiscardHandler))
+	c, err := influxdb.New(cfg.InfluxOptions(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -45,7 +45,7 @@ func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 func TestGroupMean(t *testing.T) {
 	c, _ := newClient(t)
 	now := time.Now()
-	samples := []metrics.DomainSample{
+	samples := []influxdb.DomainSample{
 		{Group: "web", Instance: "web-1", Host: "h1", At: now.Add(-30 * time.Second), CPUPercent: 10, MemoryPercent: f(50)},
 		{Group: "web", Instance: "web-1", Host: "h1", At: now.Add(-20 * time.Second), CPUPercent: 20},
 		{Group: "web", Instance: "web-2", Host: "h2", At: now.Add(-10 * time.Second), CPUPercent: 60, MemoryPercent: f(70)},
@@ -61,19 +61,19 @@ func TestGroupMean(t *testing.T) {
 		field   string
 		window  time.Duration
 		exclude []string
-		want    metrics.GroupMetric
+		want    influxdb.GroupMetric
 	}{
-		{"cpu, mean of instance means", "web", metrics.FieldCPUPercent, 5 * time.Minute, nil,
-			metrics.GroupMetric{Value: (15.0 + 60.0) / 2, Instances: 2, Points: 3, Newest: now.Add(-10 * time.Second)}},
-		{"excluded instance left out", "web", metrics.FieldCPUPercent, 5 * time.Minute, []string{"web-2", "web-9"},
-			metrics.GroupMetric{Value: 15, Instances: 1, Points: 2, Newest: now.Add(-20 * time.Second)}},
-		{"memory absent is not zero", "web", metrics.FieldMemoryPercent, 5 * time.Minute, nil,
-			metrics.GroupMetric{Value: (50.0 + 70.0) / 2, Instances: 2, Points: 2, Newest: now.Add(-10 * time.Second)}},
-		{"other group", "api", metrics.FieldCPUPercent, 5 * time.Minute, nil,
-			metrics.GroupMetric{Value: 99, Instances: 1, Points: 1, Newest: now.Add(-5 * time.Second)}},
-		{"empty window", "web", metrics.FieldCPUPercent, 2 * time.Second, nil, metrics.GroupMetric{}},
-		{"unknown group", "nope", metrics.FieldCPUPercent, 5 * time.Minute, nil, metrics.GroupMetric{}},
-		{"all excluded", "api", metrics.FieldCPUPercent, 5 * time.Minute, []string{"api-1"}, metrics.GroupMetric{}},
+		{"cpu, mean of instance means", "web", influxdb.FieldCPUPercent, 5 * time.Minute, nil,
+			influxdb.GroupMetric{Value: (15.0 + 60.0) / 2, Instances: 2, Points: 3, Newest: now.Add(-10 * time.Second)}},
+		{"excluded instance left out", "web", influxdb.FieldCPUPercent, 5 * time.Minute, []string{"web-2", "web-9"},
+			influxdb.GroupMetric{Value: 15, Instances: 1, Points: 2, Newest: now.Add(-20 * time.Second)}},
+		{"memory absent is not zero", "web", influxdb.FieldMemoryPercent, 5 * time.Minute, nil,
+			influxdb.GroupMetric{Value: (50.0 + 70.0) / 2, Instances: 2, Points: 2, Newest: now.Add(-10 * time.Second)}},
+		{"other group", "api", influxdb.FieldCPUPercent, 5 * time.Minute, nil,
+			influxdb.GroupMetric{Value: 99, Instances: 1, Points: 1, Newest: now.Add(-5 * time.Second)}},
+		{"empty window", "web", influxdb.FieldCPUPercent, 2 * time.Second, nil, influxdb.GroupMetric{}},
+		{"unknown group", "nope", influxdb.FieldCPUPercent, 5 * time.Minute, nil, influxdb.GroupMetric{}},
+		{"all excluded", "api", influxdb.FieldCPUPercent, 5 * time.Minute, []string{"api-1"}, influxdb.GroupMetric{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,7 +87,7 @@ func TestGroupMean(t *testing.T) {
 		})
 	}
 
-	if _, err := c.GroupMean(ctx(t), "web", metrics.FieldCPUPercent, 0, nil); err == nil {
+	if _, err := c.GroupMean(ctx(t), "web", influxdb.FieldCPUPercent, 0, nil); err == nil {
 		t.Error("GroupMean with a zero window succeeded")
 	}
 }
@@ -106,15 +106,15 @@ func TestGroupMeanHostileNames(t *testing.T) {
 		`it's`,
 		`sp ace,comma=eq`,
 	}
-	var samples []metrics.DomainSample
+	var samples []influxdb.DomainSample
 	for i, g := range names {
-		samples = append(samples, metrics.DomainSample{Group: g, Instance: `in"st\` + fmt.Sprint(i) + `-1`, At: now.Add(-time.Second), CPUPercent: float64(i + 1)})
+		samples = append(samples, influxdb.DomainSample{Group: g, Instance: `in"st\` + fmt.Sprint(i) + `-1`, At: now.Add(-time.Second), CPUPercent: float64(i + 1)})
 	}
 	if err := c.WriteDomainSamples(ctx(t), samples); err != nil {
 		t.Fatalf("WriteDomainSamples: %v", err)
 	}
 	for i, g := range names {
-		got, err := c.GroupMean(ctx(t), g, metrics.FieldCPUPercent, time.Minute, nil)
+		got, err := c.GroupMean(ctx(t), g, influxdb.FieldCPUPercent, time.Minute, nil)
 		if err != nil {
 			t.Errorf("GroupMean(%q): %v", g, err)
 			continue
@@ -123,7 +123,7 @@ func TestGroupMeanHostileNames(t *testing.T) {
 			t.Errorf("GroupMean(%q) = %+v, want one instance with value %d", g, got, i+1)
 		}
 		// Excluding the instance by its hostile name must work too.
-		got, err = c.GroupMean(ctx(t), g, metrics.FieldCPUPercent, time.Minute, []string{samples[i].Instance})
+		got, err = c.GroupMean(ctx(t), g, influxdb.FieldCPUPercent, time.Minute, []string{samples[i].Instance})
 		if err != nil || got.Instances != 0 {
 			t.Errorf("GroupMean(%q) excluding %q = %+v, %v; want no instances", g, samples[i].Instance, got, err)
 		}
@@ -133,7 +133,7 @@ func TestGroupMeanHostileNames(t *testing.T) {
 func TestWriteHostSamplesAndQuery(t *testing.T) {
 	c, cfg := newClient(t)
 	now := time.Now()
-	err := c.WriteHostSamples(ctx(t), []metrics.HostSample{
+	err := c.WriteHostSamples(ctx(t), []influxdb.HostSample{
 		{Host: "h1", At: now.Add(-20 * time.Second), CPUs: 8, MemoryBytes: 32 << 30, FreeMemoryBytes: 10 << 30},
 		{Host: "h1", At: now.Add(-10 * time.Second), CPUs: 8, MemoryBytes: 32 << 30, FreeMemoryBytes: 12 << 30},
 		{Host: "h2", At: now.Add(-10 * time.Second), CPUs: 4, MemoryBytes: 16 << 30, FreeMemoryBytes: math.MaxUint64},
@@ -161,15 +161,15 @@ func TestWriteHostSamplesAndQuery(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok, err := c.Query(ctx(t), tt.flux)
+			got, err := c.Query(ctx(t), tt.flux)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("Query = %v, %v, %v; want an error containing %q", got, ok, err, tt.wantErr)
+					t.Fatalf("Query = %+v, %v; want an error containing %q", got, err, tt.wantErr)
 				}
 				return
 			}
-			if err != nil || ok != tt.wantOK || got != tt.want {
-				t.Errorf("Query = %v, %v, %v; want %v, %v, nil", got, ok, err, tt.want, tt.wantOK)
+			if err != nil || got.HasData != tt.wantOK || got.Value != tt.want {
+				t.Errorf("Query = %+v, %v; want %v, %v, nil", got, err, tt.want, tt.wantOK)
 			}
 		})
 	}
@@ -197,7 +197,7 @@ func TestEnsureDatabaseCreatesWithRetention(t *testing.T) {
 	// test's cleanup drops it at the end.
 	influxQL(t, base, `DROP DATABASE "`+cfg.Connection.Database+`"`)
 	cfg.Retention = config.Duration{Duration: 72 * time.Hour}
-	c, err := metrics.New(cfg, nil)
+	c, err := influxdb.New(cfg.InfluxOptions(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestEnsureDatabaseCreatesWithRetention(t *testing.T) {
 	if got := influxQL(t, base, `SHOW RETENTION POLICIES ON "`+cfg.Connection.Database+`"`); !strings.Contains(got, `"autogen","72h0m0s","24h0m0s"`) {
 		t.Errorf("autogen retention not 72h with 24h shards: %s", got)
 	}
-	if err := c.WriteDomainSamples(ctx(t), []metrics.DomainSample{{Group: "g", Instance: "g-1", CPUPercent: 1}}); err != nil {
+	if err := c.WriteDomainSamples(ctx(t), []influxdb.DomainSample{{Group: "g", Instance: "g-1", CPUPercent: 1}}); err != nil {
 		t.Errorf("write after EnsureDatabase: %v", err)
 	}
 }
@@ -243,8 +243,7 @@ func TestEnsureDatabaseServerAnswers(t *testing.T) {
 				fmt.Fprint(w, tt.body)
 			}))
 			defer srv.Close()
-			c, err := metrics.New(config.Timeseries{Connection: config.Connection{URL: srv.URL, Database: `my"db`,
-				Credentials: config.Credentials{Username: "u", Password: "secret"}}}, nil)
+			c, err := influxdb.New(influxdb.Options{URL: srv.URL, Database: `my"db`, Username: "u", Password: "secret"}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -268,17 +267,16 @@ func TestEnsureDatabaseServerAnswers(t *testing.T) {
 func TestNewRejectsBadConfig(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  config.Timeseries
+		opts influxdb.Options
 		want string
 	}{
-		{"type", config.Timeseries{Type: "prometheus", Connection: config.Connection{URL: "http://x:1", Database: "d"}}, "not supported"},
-		{"no scheme", config.Timeseries{Connection: config.Connection{URL: "x:8086", Database: "d"}}, "http(s)://"},
-		{"empty url", config.Timeseries{Connection: config.Connection{Database: "d"}}, "http(s)://"},
-		{"no database", config.Timeseries{Connection: config.Connection{URL: "http://x:1"}}, "database is empty"},
+		{"no scheme", influxdb.Options{URL: "x:8086", Database: "d"}, "http(s)://"},
+		{"empty url", influxdb.Options{Database: "d"}, "http(s)://"},
+		{"no database", influxdb.Options{URL: "http://x:1"}, "database is empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := metrics.New(tt.cfg, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := influxdb.New(tt.opts, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("New error = %v, want one containing %q", err, tt.want)
 			}
 		})
@@ -287,7 +285,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 
 func TestWriteDomainSamplesDropsUnusable(t *testing.T) {
 	c, _ := newClient(t)
-	err := c.WriteDomainSamples(ctx(t), []metrics.DomainSample{
+	err := c.WriteDomainSamples(ctx(t), []influxdb.DomainSample{
 		{Group: "g", Instance: "g-1", CPUPercent: math.NaN()},
 		{Group: "", Instance: "g-2", CPUPercent: 1},
 		{Group: "g", Instance: "g-3", CPUPercent: 30, MemoryPercent: f(math.Inf(1))},
@@ -295,11 +293,11 @@ func TestWriteDomainSamplesDropsUnusable(t *testing.T) {
 	if err != nil {
 		t.Fatalf("WriteDomainSamples: %v", err)
 	}
-	cpu, err := c.GroupMean(ctx(t), "g", metrics.FieldCPUPercent, time.Minute, nil)
+	cpu, err := c.GroupMean(ctx(t), "g", influxdb.FieldCPUPercent, time.Minute, nil)
 	if err != nil || cpu.Instances != 1 || cpu.Value != 30 {
 		t.Errorf("cpu = %+v, %v; want only g-3's 30", cpu, err)
 	}
-	mem, err := c.GroupMean(ctx(t), "g", metrics.FieldMemoryPercent, time.Minute, nil)
+	mem, err := c.GroupMean(ctx(t), "g", influxdb.FieldMemoryPercent, time.Minute, nil)
 	if err != nil || mem.Instances != 0 {
 		t.Errorf("memory = %+v, %v; want no data", mem, err)
 	}

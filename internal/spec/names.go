@@ -1,0 +1,59 @@
+package spec
+
+import "go.temporal.io/sdk/temporal"
+
+// DefaultTaskQueue is the shared task queue of workflows and database activities.
+const DefaultTaskQueue = "premiscale"
+
+// GroupWorkflowID is the workflow ID of a group: one running workflow per group.
+func GroupWorkflowID(group string) string { return groupWorkflowPrefix + group }
+
+// GroupFromWorkflowID returns the group a group workflow ID names.
+func GroupFromWorkflowID(id string) (string, bool) {
+	if len(id) <= len(groupWorkflowPrefix) || id[:len(groupWorkflowPrefix)] != groupWorkflowPrefix {
+		return "", false
+	}
+	return id[len(groupWorkflowPrefix):], true
+}
+
+const groupWorkflowPrefix = "asg/"
+
+// InstanceWorkflowID is the workflow ID of an instance.
+func InstanceWorkflowID(instance string) string { return "vm/" + instance }
+
+// HostTaskQueue is the task queue served only by the worker that runs the host's libvirt.
+func HostTaskQueue(host string) string { return "premiscale-host-" + host }
+
+// Signal, query and update names: the workflows' API to the CLI, the worker, the check-in
+// server and each other.
+const (
+	// SignalSpec carries a new Group spec, applied at the next evaluation.
+	SignalSpec = "spec"
+	// SignalDelete asks a group to retire every instance and end.
+	SignalDelete = "delete"
+	// SignalInstanceStatus is sent by an InstanceWorkflow to its group on every state change.
+	SignalInstanceStatus = "instance-status"
+	// SignalRetire asks an InstanceWorkflow to shut its VM down and remove it.
+	SignalRetire = "retire"
+	// SignalCheckin is sent by the check-in server to an InstanceWorkflow on the VM's first
+	// check-in (cloud-init phone_home); its payload is a CheckinSignal.
+	SignalCheckin = "checkin"
+	// SignalPause stops a group from acting (it still evaluates and logs); SignalResume undoes it.
+	SignalPause  = "pause"
+	SignalResume = "resume"
+	// UpdateScale sets a group's desired size and/or bounds (a ScaleRequest).
+	UpdateScale = "scale"
+	// UpdateProtect sets or clears an instance's scale-in protection (a ProtectRequest).
+	UpdateProtect = "protect"
+	// QueryStatus returns a GroupStatus.
+	QueryStatus = "status"
+)
+
+// Search attributes groups upsert; a production namespace must have them registered (the dev
+// server registers them at start, see testenv/temporal).
+var (
+	AttrGroup      = temporal.NewSearchAttributeKeyKeyword("PremiscaleGroup")
+	AttrDesired    = temporal.NewSearchAttributeKeyInt64("PremiscaleDesired")
+	AttrCurrent    = temporal.NewSearchAttributeKeyInt64("PremiscaleCurrent")
+	AttrLastAction = temporal.NewSearchAttributeKeyKeyword("PremiscaleLastAction")
+)

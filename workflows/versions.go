@@ -1,0 +1,14 @@
+package workflows
+
+// Change IDs for workflow.GetVersion. A workflow change that alters the commands a history
+// holds (an activity more or less, a different order) is made behind one of these, so runs
+// recorded before it still replay; see the README's "Upgrading" notes.
+const (
+	// changeReadChecksAtZero: a group at size 0 reads its checks too (before: it read none, so
+	// a query check's fallback applied at creation even with fresh data).
+	changeReadChecksAtZero = "read-checks-at-size-0"
+	// changeDecisionLogRepeats: the decision log writes a row when the decision or its reason
+	// changes (holds on missing data included) and counts repeats (before: a row for every
+	// evaluation that wanted a change, none for a hold on missing data).
+	changeDecisionLogRepeats = "decision-log-repeats"
+)
