@@ -106,7 +106,66 @@ func TestValidateRejectsBrokenConfigs(t *testing.T) {
 					t.Errorf("error output lacks %q:\n%s", want, r.stderr)
 				}
 			}
+			// Every problem of an invalid (not unparsable) file is "<file>:<line>: <key>: <message>".
+			if _, problems, ok := strings.Cut(r.stderr, path+" is not valid ("); ok {
+				_, problems, _ = strings.Cut(problems, "\n")
+				for _, p := range strings.Split(strings.TrimSuffix(problems, "\n"), "\n") {
+					rest, ok := strings.CutPrefix(p, path+":")
+					if n, _, _ := strings.Cut(rest, ":"); !ok || n == "" || strings.Trim(n, "0123456789") != "" {
+						t.Errorf("problem line %q does not start with %s:<line>:", p, path)
+					}
+				}
+			}
 		})
+	}
+}
+
+// TestValidateVariables runs --validate and a command that loads the config on a file whose
+// Temporal address (a key with a default) uses a variable: unset, it is a problem naming the
+// file, line, key and variable; ${VAR:-default} stands in for it.
+func TestValidateVariables(t *testing.T) {
+	const name = "PREMISCALE_TEST_TEMPORAL_HOST"
+	t.Setenv(name, "") // restores the variable after the test...
+	os.Unsetenv(name)  // ...which runs with it unset.
+	write := func(address string) string {
+		path := filepath.Join(t.TempDir(), "vars.yaml")
+		doc := `version: v1alpha1
+controller:
+  temporal:
+    address: "` + address + `"
+  databases:
+    state:
+      type: mysql
+      connection:
+        url: 127.0.0.1:3306
+        credentials: {username: premiscale, password: premiscale}
+    timeseries:
+      type: influxdb
+      connection: {url: "http://127.0.0.1:8086"}
+`
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+
+	bad := write("${" + name + "}:7233")
+	wantHeader := bad + " is not valid (1 problems):\n"
+	wantLine := bad + ":4: controller.temporal.address: variable $" + name + " is not set"
+	r := run(t, 20*time.Second, "--validate", "-c", bad)
+	if r.code == 0 || !strings.Contains(r.stderr, wantHeader+wantLine+"\n") {
+		t.Errorf("--validate with %s unset: exit %d; want a failure saying\n%s%s\ngot:\n%s%s", name, r.code, wantHeader, wantLine, r.stdout, r.stderr)
+	}
+	// Every command that loads the config reports it the same way, before connecting anywhere.
+	r = run(t, 20*time.Second, "group", "list", "-c", bad)
+	if r.code == 0 || !strings.Contains(r.stderr, wantHeader+wantLine+"\n") {
+		t.Errorf("group list with %s unset: exit %d; want a failure saying\n%s%s\ngot:\n%s%s", name, r.code, wantHeader, wantLine, r.stdout, r.stderr)
+	}
+
+	good := write("${" + name + ":-temporal.example.com}:7233")
+	r = run(t, 20*time.Second, "--validate", "-c", good)
+	if r.code != 0 || !strings.Contains(r.stdout, "temporal.example.com:7233") {
+		t.Errorf("--validate with ${%s:-temporal.example.com}: exit %d\nstdout: %s\nstderr: %s", name, r.code, r.stdout, r.stderr)
 	}
 }
 

@@ -67,21 +67,40 @@ Run with a config file to start the agent (the same as "premiscale worker"); use
 func runValidate(out io.Writer, path string) error {
 	cfg, err := config.Load(path)
 	if err != nil {
-		var verr *config.ValidationError
-		if errors.As(err, &verr) {
-			return fmt.Errorf("%s is not valid (%d problems):\n%s", path, len(verr.Problems), verr.Error())
-		}
-		return err
+		return describeConfigError(path, err)
 	}
 	fmt.Fprintf(out, "%s is valid.\n%s", path, cfg.Summary())
 	return nil
+}
+
+// invalidConfigError is a configuration file with problems, printed with a header and one
+// "<file>:<line>: <key>: <message>" line per problem.
+type invalidConfigError struct {
+	path string
+	err  *config.ValidationError
+}
+
+func (e *invalidConfigError) Error() string {
+	return fmt.Sprintf("%s is not valid (%d problems):\n%s", e.path, len(e.err.Problems), e.err.Detailed())
+}
+
+func (e *invalidConfigError) Unwrap() error { return e.err }
+
+// describeConfigError gives a *config.ValidationError from loading path its printed form;
+// other errors are returned as they are.
+func describeConfigError(path string, err error) error {
+	var verr *config.ValidationError
+	if errors.As(err, &verr) {
+		return &invalidConfigError{path: path, err: verr}
+	}
+	return err
 }
 
 // loadConfig reads the config for any command; TEMPORAL_ADDRESS overrides the Temporal address.
 func loadConfig(g *globalFlags) (*config.Config, error) {
 	cfg, err := config.Load(g.configPath)
 	if err != nil {
-		return nil, err
+		return nil, describeConfigError(g.configPath, err)
 	}
 	if addr := os.Getenv("TEMPORAL_ADDRESS"); addr != "" {
 		cfg.Controller.Temporal.Address = addr

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -126,7 +127,7 @@ func TestBaseIsValidAndDefaulted(t *testing.T) {
 func TestFullFile(t *testing.T) {
 	cfg, err := Parse(mustRead(t, "testdata/full.yaml"), "testdata/full.yaml", env(map[string]string{
 		"DB_USER": "ps", "DB_PASSWORD": "s3cret$", "INFLUX_USER": "influx",
-		// INFLUX_PASSWORD is unset: an optional key expands to "" silently.
+		// INFLUX_PASSWORD is unset: full.yaml writes it ${INFLUX_PASSWORD:-}, an explicit empty value.
 	}))
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
@@ -717,35 +718,278 @@ func TestSyntaxError(t *testing.T) {
 func TestExpandVars(t *testing.T) {
 	vars := env(map[string]string{"A": "alpha", "B_2": "beta", "EMPTY": ""})
 	tests := []struct {
-		in, want string
-		missing  []string
-		err      bool
+		in, want       string
+		missing, empty []string
+		err            string
 	}{
 		{in: "plain", want: "plain"},
 		{in: "$A", want: "alpha"},
 		{in: "${A}", want: "alpha"},
 		{in: "x${A}y$B_2.z", want: "xalphaybeta.z"},
 		{in: "$A$B_2", want: "alphabeta"},
-		{in: "${EMPTY}", want: ""},
+		{in: "${EMPTY}", want: "", empty: []string{"EMPTY"}},
+		{in: "$EMPTY$A$EMPTY", want: "alpha", empty: []string{"EMPTY"}},
 		{in: "pa$$word", want: "pa$word"},
+		{in: "$$A and $${A}", want: "$A and ${A}"},
 		{in: "cost: 5$", want: "cost: 5$"},
-		{in: "$1 and $-", want: "$1 and $-"},
+		{in: "$1 and $- and $ and $:", want: "$1 and $- and $ and $:"},
 		{in: "$NOPE/${NOPE}/$ALSO", want: "//", missing: []string{"NOPE", "ALSO"}},
-		{in: "${A", err: true},
-		{in: "${A-b}", err: true},
+		{in: "$NOPE/$EMPTY", want: "/", missing: []string{"NOPE"}, empty: []string{"EMPTY"}},
+
+		// ${NAME:-default}: the value when set and not empty, else the literal default.
+		{in: "${A:-x}", want: "alpha"},
+		{in: "${NOPE:-x}", want: "x"},
+		{in: "${EMPTY:-x}", want: "x"},
+		{in: "${NOPE:-}", want: ""},
+		{in: "${EMPTY:-}", want: ""},
+		{in: "${NOPE:-http://h:1}/x ${A:-y}", want: "http://h:1/x alpha"},
+		{in: "${NOPE:-a b:-c {d}", want: "a b:-c {d"},
+		{in: "${NOPE:-5$} ${NOPE:-$1} ${NOPE:-p$$w}", want: "5$ $1 p$w"},
+
+		{in: "${A", err: `unterminated ${ in "${A"`},
+		{in: "${A:-", err: `unterminated ${ in "${A:-"`},
+		{in: "x ${A:-default", err: `unterminated ${ in "x ${A:-default"`},
+		{in: "${}", err: "invalid variable name in ${}"},
+		{in: "${1A}", err: "invalid variable name in ${1A}"},
+		{in: "${ A}", err: "invalid variable name in ${ A}"},
+		{in: "${A-b}", err: "unsupported variable reference ${A-b} (write $NAME, ${NAME} or ${NAME:-default}, and $$ for a literal $)"},
+		{in: "${A:=b}", err: "unsupported variable reference ${A:=b}"},
+		{in: "${A:?b}", err: "unsupported variable reference ${A:?b}"},
+		{in: "${A B}", err: "unsupported variable reference ${A B}"},
+		{in: "${A:-$B}", err: "the default in ${A:-$B} is literal text: variables in it are not expanded"},
+		{in: "${A:-${B}}", err: "the default in ${A:-${B} is literal text"},
 	}
 	for _, tt := range tests {
-		got, missing, err := expandVars(tt.in, vars)
-		if (err != nil) != tt.err {
-			t.Errorf("expandVars(%q) error = %v, want error %v", tt.in, err, tt.err)
+		x, err := expandVars(tt.in, vars)
+		if tt.err != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), tt.err) {
+				t.Errorf("expandVars(%q) error = %v, want %q", tt.in, err, tt.err)
+			}
 			continue
 		}
 		if err != nil {
+			t.Errorf("expandVars(%q): %v", tt.in, err)
 			continue
 		}
-		if got != tt.want || !reflect.DeepEqual(missing, tt.missing) {
-			t.Errorf("expandVars(%q) = %q, %q; want %q, %q", tt.in, got, missing, tt.want, tt.missing)
+		if x.value != tt.want || !reflect.DeepEqual(x.missing, tt.missing) || !reflect.DeepEqual(x.empty, tt.empty) {
+			t.Errorf("expandVars(%q) = %q, missing %q, empty %q; want %q, %q, %q", tt.in, x.value, x.missing, x.empty, tt.want, tt.missing, tt.empty)
 		}
+	}
+}
+
+// TestUnsetVariables checks that a variable that is not set is a problem at its key, whatever
+// the key (required or with a default, string, number, duration, bool, secret, host), with the
+// key's line, and that nothing else is said about the key.
+func TestUnsetVariables(t *testing.T) {
+	web := "controller.autoscale.groups.web"
+	tests := []struct {
+		name string
+		yaml string
+		env  map[string]string
+		want []string // "line: path: message"
+	}{
+		{
+			name: "required key",
+			yaml: edit(t, "username: premiscale", "username: $DB_USER"),
+			want: []string{"9: controller.databases.state.connection.credentials.username: variable $DB_USER is not set"},
+		},
+		{
+			name: "optional key with a default",
+			yaml: edit(t, "controller:\n", "controller:\n  temporal:\n    address: ${TEMPORAL_HOST}:7233\n"),
+			want: []string{"4: controller.temporal.address: variable $TEMPORAL_HOST is not set"},
+		},
+		{
+			name: "optional key without a default",
+			yaml: edit(t, "url: http://127.0.0.1:8086", "url: http://127.0.0.1:8086\n        organization: $INFLUX_ORG"),
+			want: []string{"15: controller.databases.timeseries.connection.organization: variable $INFLUX_ORG is not set"},
+		},
+		{
+			name: "numbers",
+			yaml: edit(t, "maxNodes: 3", "maxNodes: $MAX", "cpu: 50", "cpu: ${CPU}", "controller:\n", "controller:\n  healthcheck: {port: $HC_PORT}\n"),
+			want: []string{
+				"3: controller.healthcheck.port: variable $HC_PORT is not set",
+				"32: " + web + ".scaling.maxNodes: variable $MAX is not set",
+				"34: " + web + ".scaling.resourceTarget.cpu: variable $CPU is not set",
+			},
+		},
+		{
+			name: "durations",
+			yaml: edit(t, "controller:\n", "controller:\n  reconciliation:\n    interval: $RECONCILE\n",
+				"    state:\n", "    collectionInterval: ${INTERVAL}\n    state:\n"),
+			want: []string{
+				"4: controller.reconciliation.interval: variable $RECONCILE is not set",
+				"6: controller.databases.collectionInterval: variable $INTERVAL is not set",
+			},
+		},
+		{
+			name: "bool",
+			yaml: edit(t, "        hosts: [local]\n", "        hosts: [local]\n        health:\n          checkin: $CHECKIN\n"),
+			want: []string{"30: " + web + ".health.checkin: variable $CHECKIN is not set"},
+		},
+		{
+			name: "checkin secret",
+			yaml: edit(t, "controller:\n", "controller:\n  checkin:\n    secret: $CHECKIN_SECRET\n"),
+			want: []string{"4: controller.checkin.secret: variable $CHECKIN_SECRET is not set"},
+		},
+		{
+			name: "host uri and address",
+			yaml: edit(t, "uri: test:///default", "uri: $LIBVIRT_URI", "address: 10.0.0.1", "address: ${KVM1_ADDRESS}"),
+			want: []string{
+				"18: controller.autoscale.hosts[0].uri: variable $LIBVIRT_URI is not set",
+				"20: controller.autoscale.hosts[1].address: variable $KVM1_ADDRESS is not set",
+			},
+		},
+		{
+			name: "cloud-init file",
+			yaml: edit(t, "        hosts: [local]\n", "        hosts: [local]\n        cloud-init: {file: $CLOUD_CONFIG}\n"),
+			want: []string{"29: " + web + ".cloud-init.file: variable $CLOUD_CONFIG is not set"},
+		},
+		{
+			name: "only the unset one of several",
+			yaml: edit(t, "image: default/base.qcow2", "image: $POOL/$VOLUME-${NOPE}"),
+			env:  map[string]string{"POOL": "default", "VOLUME": "base"},
+			want: []string{"24: " + web + ".image: variable $NOPE is not set"},
+		},
+		{
+			name: "set but empty in a required key",
+			yaml: edit(t, "username: premiscale", "username: $DB_USER", "url: 127.0.0.1:3306", "url: ${DB_HOST:-}"),
+			env:  map[string]string{"DB_USER": ""},
+			want: []string{
+				"7: controller.databases.state.connection.url: is required (host:port of the MySQL server)",
+				"9: controller.databases.state.connection.credentials.username: is required, but variable $DB_USER is empty",
+			},
+		},
+		{
+			name: "set but empty host uri",
+			yaml: edit(t, "uri: test:///default", "uri: $LIBVIRT_URI"),
+			env:  map[string]string{"LIBVIRT_URI": ""},
+			want: []string{"17: controller.autoscale.hosts[0]: one of uri (a libvirt URI) or address (with protocol, port, user, sshKey) is required, but variable $LIBVIRT_URI is empty"},
+		},
+		{
+			name: "bad syntax",
+			yaml: edit(t, "username: premiscale", "username: ${DB_USER:-", "password: premiscale", "password: ${DB_PASSWORD-x}"),
+			want: []string{
+				`9: controller.databases.state.connection.credentials.username: unterminated ${ in "${DB_USER:-"`,
+				"10: controller.databases.state.connection.credentials.password: unsupported variable reference ${DB_PASSWORD-x}",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml), "config.yaml", env(tt.env))
+			var verr *ValidationError
+			if !errors.As(err, &verr) {
+				t.Fatalf("want a *ValidationError, got %v", err)
+			}
+			got := make([]string, len(verr.Problems))
+			for i, p := range verr.Problems {
+				got[i] = fmt.Sprintf("%d: %s", p.Line, p)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %d problems, want %d:\ngot:\n%s\nwant:\n%s", len(got), len(tt.want), strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], tt.want[i]) {
+					t.Errorf("problem %d:\n got %s\nwant %s", i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+// TestVariableValues checks what valid variable references decode to.
+func TestVariableValues(t *testing.T) {
+	tests := []struct {
+		name  string
+		yaml  string
+		env   map[string]string
+		check func(*Config) (got, want any)
+	}{
+		{
+			name:  "${VAR:-default} with VAR set",
+			yaml:  edit(t, "controller:\n", "controller:\n  temporal: {address: \"${TEMPORAL_HOST:-127.0.0.1}:7233\"}\n"),
+			env:   map[string]string{"TEMPORAL_HOST": "temporal.example.com"},
+			check: func(c *Config) (any, any) { return c.Controller.Temporal.Address, "temporal.example.com:7233" },
+		},
+		{
+			name:  "${VAR:-default} with VAR unset",
+			yaml:  edit(t, "controller:\n", "controller:\n  temporal: {address: \"${TEMPORAL_HOST:-temporal.internal}:7233\"}\n"),
+			check: func(c *Config) (any, any) { return c.Controller.Temporal.Address, "temporal.internal:7233" },
+		},
+		{
+			name:  "${VAR:-default} with VAR empty",
+			yaml:  edit(t, "controller:\n", "controller:\n  temporal: {address: \"${TEMPORAL_HOST:-temporal.internal}:7233\"}\n"),
+			env:   map[string]string{"TEMPORAL_HOST": ""},
+			check: func(c *Config) (any, any) { return c.Controller.Temporal.Address, "temporal.internal:7233" },
+		},
+		{
+			name: "${VAR:-} in an optional key: the key's default",
+			yaml: edit(t, "controller:\n", "controller:\n  pidFile: ${PIDFILE:-}\n  temporal: {namespace: \"${NS:-}\"}\n"),
+			check: func(c *Config) (any, any) {
+				return c.Controller.PidFile + " " + c.Controller.Temporal.Namespace, DefaultPidFile + " default"
+			},
+		},
+		{
+			name:  "set but empty in an optional key: the key's default",
+			yaml:  edit(t, "controller:\n", "controller:\n  pidFile: $PIDFILE\n"),
+			env:   map[string]string{"PIDFILE": ""},
+			check: func(c *Config) (any, any) { return c.Controller.PidFile, DefaultPidFile },
+		},
+		{
+			name:  "number from a default",
+			yaml:  edit(t, "maxNodes: 3", "maxNodes: ${MAX:-5}"),
+			check: func(c *Config) (any, any) { return c.Controller.Autoscale.Groups["web"].Scaling.MaxNodes, 5 },
+		},
+		{
+			name: "${VAR:-} number: the key's default",
+			yaml: edit(t, "maxNodes: 3", "maxNodes: 3\n          increment: ${INCREMENT:-}"),
+			check: func(c *Config) (any, any) {
+				return c.Controller.Autoscale.Groups["web"].Scaling.Increment, DefaultIncrement
+			},
+		},
+		{
+			name: "durations and a secret from a variable and from a default",
+			yaml: edit(t, "controller:\n", "controller:\n  reconciliation: {interval: $RECONCILE}\n  checkin: {secret: \"${SECRET:-0123456789abcdef0123456789abcdef}\"}\n",
+				"    state:\n", "    collectionInterval: ${INTERVAL:-45s}\n    state:\n"),
+			env: map[string]string{"RECONCILE": "90s"},
+			check: func(c *Config) (any, any) {
+				return []any{c.Controller.Reconciliation.Interval.Duration, c.Controller.Databases.CollectionInterval.Duration, c.Controller.Checkin.Secret},
+					[]any{90 * time.Second, 45 * time.Second, "0123456789abcdef0123456789abcdef"}
+			},
+		},
+		{
+			name: "${VAR:-} bool: as if absent (checkin stays on)",
+			yaml: edit(t, "        hosts: [local]\n", "        hosts: [local]\n        health: {checkin: \"${CHECKIN:-}\"}\n"),
+			check: func(c *Config) (any, any) {
+				return c.Controller.Autoscale.Groups["web"].Health.Checkin, (*bool)(nil)
+			},
+		},
+		{
+			name: "$$ is a literal $",
+			yaml: edit(t, "password: premiscale", "password: pa$$word$$HOME"),
+			check: func(c *Config) (any, any) {
+				return c.Controller.Databases.State.Connection.Credentials.Password, "pa$word$HOME"
+			},
+		},
+		{
+			name: "host uri from a variable",
+			yaml: edit(t, "uri: test:///default", "uri: ${LIBVIRT_URI:-qemu:///system}"),
+			env:  map[string]string{"LIBVIRT_URI": "test:///default"},
+			check: func(c *Config) (any, any) {
+				return c.Controller.Autoscale.Hosts[0].URI, "test:///default"
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tt.yaml), "config.yaml", env(tt.env))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got, want := tt.check(cfg); !reflect.DeepEqual(got, want) {
+				t.Errorf("got %#v, want %#v", got, want)
+			}
+		})
 	}
 }
 
@@ -753,7 +997,6 @@ func TestEnvExpansion(t *testing.T) {
 	y := edit(t,
 		"username: premiscale\n          password: premiscale", "username: ${DB_USER}\n          password: $DB_PASSWORD",
 		"maxNodes: 3", "maxNodes: $MAX",
-		"controller:\n", "controller:\n  pidFile: $PIDFILE\n  temporal:\n    namespace: ${NAMESPACE}\n",
 		// Keys are never expanded: $web would be an invalid group name, not a variable.
 		"    groups:\n      web:", "    groups:\n      web:",
 	)
@@ -770,14 +1013,20 @@ func TestEnvExpansion(t *testing.T) {
 	if got := cfg.Controller.Autoscale.Groups["web"].Scaling.MaxNodes; got != 7 {
 		t.Errorf("maxNodes = %d, want 7 (expanded then decoded as a number)", got)
 	}
-	// Unset optional keys expand to "" and then take their defaults.
-	if cfg.Controller.PidFile != DefaultPidFile || cfg.Controller.Temporal.Namespace != DefaultTemporalNamespace {
-		t.Errorf("pidFile %q, namespace %q: want the defaults", cfg.Controller.PidFile, cfg.Controller.Temporal.Namespace)
-	}
 
 	_, err = Parse([]byte(edit(t, "    groups:\n      web:", "    groups:\n      $NAME:")), "config.yaml", env(map[string]string{"NAME": "web"}))
 	if err == nil || !strings.Contains(err.Error(), `controller.autoscale.groups.$NAME: invalid group name "$NAME"`) {
 		t.Errorf("map keys must not be expanded; got %v", err)
+	}
+
+	// Cloud-init inline content is never expanded: an unset variable there is the guest's business.
+	cfg, err = Parse([]byte(edit(t, "        hosts: [local]\n", "        hosts: [local]\n        cloud-init:\n          inline: |\n            #cloud-config\n            runcmd:\n              - echo $UNSET $$ ${X:-y}\n")),
+		"config.yaml", env(nil))
+	if err != nil {
+		t.Fatalf("Parse with $ in cloud-init inline: %v", err)
+	}
+	if got, want := cfg.Controller.Autoscale.Groups["web"].CloudInit.Content, "#cloud-config\nruncmd:\n  - echo $UNSET $$ ${X:-y}\n"; got != want {
+		t.Errorf("cloud-init content = %q, want %q", got, want)
 	}
 }
 
@@ -1056,6 +1305,12 @@ groups:
 			yaml: "version: v1alpha1\ngroup:\n  api: {}\n",
 			cfg:  cfg,
 			want: []string{"group: unknown key (did you mean groups?)"},
+		},
+		{
+			name: "unset variable",
+			yaml: "version: v1alpha1\ngroups:\n  api:\n    image: a/b\n    name: tmpl\n    hosts: [local]\n    scaling: {maxNodes: $MAX, resourceTarget: {cpu: 50}}\n",
+			cfg:  cfg,
+			want: []string{"groups.api.scaling.maxNodes: variable $MAX is not set"},
 		},
 		{
 			name: "nil config skips the host check",

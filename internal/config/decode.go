@@ -90,11 +90,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, expand bool
 
 	switch v.Kind() {
 	case reflect.Pointer:
-		if v.IsNil() {
-			v.Set(reflect.New(v.Type().Elem()))
+		// An empty value (such as ${VAR:-}) leaves the pointer nil, as an absent key does.
+		elem := reflect.New(v.Type().Elem())
+		d.decode(n, elem.Elem(), path, expand)
+		if d.r.present[path] || d.r.failed[path] {
+			v.Set(elem)
 		}
-		d.r.present[path] = true
-		d.decode(n, v.Elem(), path, expand)
 	case reflect.Struct:
 		d.decodeStruct(n, v, path, expand)
 	case reflect.Map:
@@ -145,7 +146,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, expand bool
 }
 
 // scalar returns n's value with variables expanded, recording the path as present when the
-// value is not empty and the variables that were not set.
+// value is not empty. A variable that is not set is a problem at the key whatever the key: an
+// empty value would quietly give the key its default (or leave it empty), which is never what
+// a file that names a variable meant.
 func (d *decoder) scalar(n *yaml.Node, path string, expand bool, want string) (string, bool) {
 	if n.Kind != yaml.ScalarNode {
 		d.r.decodeProblem(path, "expected %s, got %s", want, kindName(n))
@@ -156,15 +159,18 @@ func (d *decoder) scalar(n *yaml.Node, path string, expand bool, want string) (s
 		d.r.literal[path] = true
 	}
 	if expand {
-		var missing []string
-		var err error
-		s, missing, err = expandVars(s, d.lookupEnv)
+		x, err := expandVars(s, d.lookupEnv)
 		if err != nil {
 			d.r.decodeProblem(path, "%v", err)
 			return "", false
 		}
-		if len(missing) > 0 {
-			d.r.unset[path] = missing
+		if len(x.missing) > 0 {
+			d.r.decodeProblem(path, "%s", varsMessage(x.missing, "not set"))
+			return "", false
+		}
+		s = x.value
+		if s == "" && len(x.empty) > 0 {
+			d.r.emptyVars[path] = x.empty
 		}
 	}
 	if s != "" {
@@ -379,14 +385,34 @@ func levenshtein(a, b string) int {
 	return prev[len(rb)]
 }
 
-// expandVars replaces $NAME and ${NAME} with their values; $$ is a literal $, and a $ not
-// followed by a name is kept as is. It returns the names that were not set (which expand to "").
-func expandVars(s string, lookupEnv func(string) (string, bool)) (string, []string, error) {
+// expansion is a value after expandVars, with what it learnt about the variables used.
+type expansion struct {
+	value string
+	// missing names the variables written without a default that are not set, in order.
+	missing []string
+	// empty names the variables written without a default that are set to "", in order.
+	empty []string
+}
+
+// varSyntaxHint ends every message about a malformed variable reference.
+const varSyntaxHint = "write $NAME, ${NAME} or ${NAME:-default}, and $$ for a literal $"
+
+// expandVars replaces variable references in s:
+//
+//   - $NAME and ${NAME} become NAME's value; a NAME that is not set is listed in missing (and
+//     expands to nothing, for the caller to report), one set to "" is listed in empty.
+//   - ${NAME:-default} becomes NAME's value when it is set and not empty, else default. The
+//     default is literal text up to the first }: it is not expanded (a $ followed by a name or {
+//     in it is an error, since nesting is not supported), except that $$ is a literal $.
+//   - $$ is a literal $, and a $ not followed by a name or { is kept as is.
+//
+// NAME is letters, digits and _, not starting with a digit.
+func expandVars(s string, lookupEnv func(string) (string, bool)) (expansion, error) {
 	if !strings.Contains(s, "$") {
-		return s, nil, nil
+		return expansion{value: s}, nil
 	}
+	var x expansion
 	var b strings.Builder
-	var missing []string
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c != '$' || i+1 == len(s) {
@@ -394,43 +420,100 @@ func expandVars(s string, lookupEnv func(string) (string, bool)) (string, []stri
 			continue
 		}
 		next := s[i+1]
-		var name string
 		switch {
 		case next == '$':
 			b.WriteByte('$')
 			i++
-			continue
 		case next == '{':
 			end := strings.IndexByte(s[i+2:], '}')
 			if end < 0 {
-				return "", nil, fmt.Errorf("unterminated ${ in %q", s)
+				return expansion{}, fmt.Errorf("unterminated ${ in %q (%s)", s, varSyntaxHint)
 			}
-			name = s[i+2 : i+2+end]
-			if !isVarName(name) {
-				return "", nil, fmt.Errorf("invalid variable name ${%s} (use letters, digits and _, not starting with a digit; write $$ for a literal $)", name)
+			ref := s[i : i+3+end]
+			name, def, hasDefault, err := parseBraced(s[i+2:i+2+end], ref)
+			if err != nil {
+				return expansion{}, err
 			}
 			i += 2 + end
+			if hasDefault {
+				if val, _ := lookupEnv(name); val != "" {
+					b.WriteString(val)
+				} else {
+					b.WriteString(def)
+				}
+				continue
+			}
+			b.WriteString(x.lookup(name, lookupEnv))
 		case isVarStart(next):
 			j := i + 1
-			for j < len(s) && (isVarStart(s[j]) || (s[j] >= '0' && s[j] <= '9')) {
+			for j < len(s) && isVarChar(s[j]) {
 				j++
 			}
-			name = s[i+1 : j]
+			b.WriteString(x.lookup(s[i+1:j], lookupEnv))
 			i = j - 1
 		default:
 			b.WriteByte(c)
-			continue
 		}
-		val, ok := lookupEnv(name)
-		if !ok {
-			if !slices.Contains(missing, name) {
-				missing = append(missing, name)
-			}
-			continue
-		}
-		b.WriteString(val)
 	}
-	return b.String(), missing, nil
+	x.value = b.String()
+	return x, nil
+}
+
+// lookup returns name's value, noting it in missing or empty when it is unset or "".
+func (x *expansion) lookup(name string, lookupEnv func(string) (string, bool)) string {
+	val, ok := lookupEnv(name)
+	switch {
+	case !ok:
+		if !slices.Contains(x.missing, name) {
+			x.missing = append(x.missing, name)
+		}
+	case val == "":
+		if !slices.Contains(x.empty, name) {
+			x.empty = append(x.empty, name)
+		}
+	}
+	return val
+}
+
+// parseBraced reads what is between ${ and } (ref is the whole reference, for messages): a name,
+// optionally followed by :- and a default.
+func parseBraced(inner, ref string) (name, def string, hasDefault bool, err error) {
+	j := 0
+	for j < len(inner) && isVarChar(inner[j]) {
+		j++
+	}
+	name, rest := inner[:j], inner[j:]
+	if !isVarName(name) {
+		return "", "", false, fmt.Errorf("invalid variable name in %s: use letters, digits and _, not starting with a digit (%s)", ref, varSyntaxHint)
+	}
+	if rest == "" {
+		return name, "", false, nil
+	}
+	def, ok := strings.CutPrefix(rest, ":-")
+	if !ok {
+		return "", "", false, fmt.Errorf("unsupported variable reference %s (%s)", ref, varSyntaxHint)
+	}
+	var b strings.Builder
+	for k := 0; k < len(def); k++ {
+		if def[k] != '$' || k+1 == len(def) {
+			b.WriteByte(def[k])
+			continue
+		}
+		switch next := def[k+1]; {
+		case next == '$':
+			b.WriteByte('$')
+			k++
+		case next == '{' || isVarStart(next):
+			return "", "", false, fmt.Errorf("the default in %s is literal text: variables in it are not expanded (write $$ for a literal $)", ref)
+		default:
+			b.WriteByte('$')
+		}
+	}
+	return name, b.String(), true, nil
+}
+
+func isVarChar(c byte) bool {
+	return isVarStart(c) || (c >= '0' && c <= '9')
 }
 
 func isVarStart(c byte) bool {
@@ -442,7 +525,7 @@ func isVarName(s string) bool {
 		return false
 	}
 	for i := 1; i < len(s); i++ {
-		if !isVarStart(s[i]) && (s[i] < '0' || s[i] > '9') {
+		if !isVarChar(s[i]) {
 			return false
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -139,15 +140,20 @@ func parses(data []byte) bool {
 }
 
 // report gathers problems while decoding and validating, together with what the decoder learnt
-// about each path: its line, which variables it used that were not set, and whether decoding it
-// failed (so validation does not pile a second, confusing message on the same key).
+// about each path: its line, which variables left it empty, and whether decoding it failed (so
+// validation does not pile a second, confusing message on the same key).
 type report struct {
 	problems []Problem
 	lines    map[string]int
 	// literal marks block scalars written with |, whose content starts on the line after the key.
 	literal map[string]bool
-	unset   map[string][]string
-	failed  map[string]bool
+	// unset is no longer filled: a variable that is not set is a decode problem at its key. It
+	// stays until validate_scaling.go stops reading it.
+	unset map[string][]string
+	// emptyVars holds, for a value that expanded to "", the variables in it that are set to "",
+	// so that a required key can say why it is empty.
+	emptyVars map[string][]string
+	failed    map[string]bool
 	// muted holds the paths of keys a misspelt key meant: problems under them are consequences.
 	muted []string
 	// present holds the paths whose key was given with a non-empty value; defaults fill the rest.
@@ -156,11 +162,12 @@ type report struct {
 
 func newReport() *report {
 	return &report{
-		lines:   map[string]int{},
-		literal: map[string]bool{},
-		unset:   map[string][]string{},
-		failed:  map[string]bool{},
-		present: map[string]bool{},
+		lines:     map[string]int{},
+		literal:   map[string]bool{},
+		unset:     map[string][]string{},
+		emptyVars: map[string][]string{},
+		failed:    map[string]bool{},
+		present:   map[string]bool{},
 	}
 }
 
@@ -215,55 +222,59 @@ func (r *report) decodeProblem(path, format string, args ...any) {
 	r.problems = append(r.problems, Problem{Path: path, Line: r.line(path), Message: fmt.Sprintf(format, args...)})
 }
 
-// add records a validation problem. A key whose value used unset variables is reported as such,
-// since the empty expansion is the real cause of whatever else looks wrong with it.
+// add records a validation problem, unless the key failed to decode or is muted.
 func (r *report) add(path, format string, args ...any) {
 	if r.failed[path] || r.isMuted(path) {
-		return
-	}
-	if vars := r.unset[path]; len(vars) > 0 {
-		r.failed[path] = true
-		r.problems = append(r.problems, Problem{Path: path, Line: r.line(path), Message: unsetMessage(vars)})
 		return
 	}
 	r.problems = append(r.problems, Problem{Path: path, Line: r.line(path), Message: fmt.Sprintf(format, args...)})
 }
 
-// required reports a missing value or unset variables in a key that must be set, and says
-// whether the value is usable.
+// required reports a missing value in a key that must be set, and says whether the value is
+// usable. A value left empty by variables set to "" says so.
 func (r *report) required(path, value, what string) bool {
 	if r.failed[path] || r.isMuted(path) {
 		return false
 	}
-	if len(r.unset[path]) > 0 {
-		if value != "" && !r.present[path] {
-			// The variable expanded to nothing and the key's default filled it in: an unset
-			// variable in a key with a default is not an error.
-			return true
-		}
-		r.add(path, "")
-		return false
+	if value != "" {
+		return true
 	}
-	if value == "" {
-		if what != "" {
-			r.add(path, "is required (%s)", what)
-		} else {
-			r.add(path, "is required")
-		}
-		return false
+	msg := "is required"
+	if what != "" {
+		msg += " (" + what + ")"
 	}
-	return true
+	r.add(path, "%s%s", msg, r.emptyNote(path))
+	return false
 }
 
-func unsetMessage(vars []string) string {
+// emptyNote is what a "required" message adds when variables set to "" left the keys at paths
+// empty (", but variable $X is empty"), else "".
+func (r *report) emptyNote(paths ...string) string {
+	var vars []string
+	for _, p := range paths {
+		for _, v := range r.emptyVars[p] {
+			if !slices.Contains(vars, v) {
+				vars = append(vars, v)
+			}
+		}
+	}
+	if len(vars) == 0 {
+		return ""
+	}
+	return ", but " + varsMessage(vars, "empty")
+}
+
+// varsMessage says that variables are in a state: "variable $A is not set",
+// "variables $A, $B are empty".
+func varsMessage(vars []string, state string) string {
 	names := make([]string, len(vars))
 	for i, v := range vars {
 		names[i] = "$" + v
 	}
 	if len(names) == 1 {
-		return fmt.Sprintf("variable %s is not set", names[0])
+		return fmt.Sprintf("variable %s is %s", names[0], state)
 	}
-	return fmt.Sprintf("variables %s are not set", strings.Join(names, ", "))
+	return fmt.Sprintf("variables %s are %s", strings.Join(names, ", "), state)
 }
 
 // err returns the collected problems in file order, or nil.

@@ -73,8 +73,8 @@ func TestExampleProduction(t *testing.T) {
 		}
 	}
 
-	// Without the environment, the required MySQL credentials are reported; the InfluxDB ones
-	// are optional (auth may be off) and expand to nothing.
+	// Without the environment, the MySQL credentials' variables are reported; the InfluxDB ones
+	// are written ${VAR:-} (auth may be off) and are empty.
 	_, err = parseExample(t, "production.yaml", nil)
 	got := problems(t, err)
 	wantProblems := []string{

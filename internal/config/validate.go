@@ -92,9 +92,9 @@ func validateConfig(r *report, c *Config, baseDir string) {
 			r.add("controller.checkin.url", "%v", err)
 		}
 	}
-	// The secret is optional, but one written as an unset $VARIABLE is a mistake, not a request
-	// to generate one; and a short one makes check-in tokens guessable.
-	if n := len(ctl.Checkin.Secret); (n > 0 && n < minCheckinSecret) || len(r.unset["controller.checkin.secret"]) > 0 {
+	// The secret is optional (the agents generate one), but a short one makes check-in tokens
+	// guessable.
+	if n := len(ctl.Checkin.Secret); n > 0 && n < minCheckinSecret {
 		r.add("controller.checkin.secret", "must be at least %d characters, got %d (generate one with: openssl rand -hex 32)", minCheckinSecret, n)
 	}
 
@@ -150,14 +150,9 @@ func validateHosts(r *report, hosts []Host) []string {
 		case h.URI != "" && h.Address != "":
 			r.add(p, "set either uri or address, not both")
 		case h.URI == "" && h.Address == "":
-			switch {
-			case !r.ok(p+".uri", p+".address"):
-			case len(r.unset[p+".uri"]) > 0:
-				r.add(p+".uri", "")
-			case len(r.unset[p+".address"]) > 0:
-				r.add(p+".address", "")
-			default:
-				r.add(p, "one of uri (a libvirt URI) or address (with protocol, port, user, sshKey) is required")
+			if r.ok(p+".uri", p+".address") {
+				r.add(p, "one of uri (a libvirt URI) or address (with protocol, port, user, sshKey) is required%s",
+					r.emptyNote(p+".uri", p+".address"))
 			}
 		case h.URI != "":
 			if err := checkLibvirtURI(h.URI); err != nil {
@@ -351,9 +346,6 @@ func cloudInitContent(r *report, p string, ci CloudInit, baseDir string) string 
 			}
 		}
 		return content
-	}
-	if len(r.unset[p+".file"]) > 0 {
-		r.add(p+".file", "")
 	}
 	return ""
 }
