@@ -121,7 +121,7 @@ func (g *group) act(ctx workflow.Context, ev policy.Evaluation) string {
 func (g *group) readChecks(ctx workflow.Context, current int) map[string]policy.Reading {
 	var queries []activities.CheckQuery
 	for _, c := range g.st.Spec.Policy.Checks {
-		if c.Strategy.Type == policy.StrategyFixed || c.Metric == "" {
+		if !c.ReadsData() || c.Metric == "" {
 			continue
 		}
 		queries = append(queries, activities.CheckQuery{Name: c.Name, Metric: c.Metric, Query: c.Query, Window: c.Window})

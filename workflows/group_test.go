@@ -64,7 +64,7 @@ func testSpec() GroupSpec {
 		Policy: policy.Spec{
 			Min: 1, Max: 4, Increment: 1,
 			Checks: []policy.Check{{Name: "cpu", Metric: policy.MetricCPU, Window: time.Minute,
-				Strategy: policy.Strategy{Type: policy.StrategyTarget, Target: 50}}},
+				Strategy: policy.StrategySpec{Target: &policy.Target{Value: 50}}}},
 		},
 		Hosts:  []string{"h1", "h2"},
 		Launch: LaunchSpec{ImagePool: "default", ImageVolume: "base.qcow2", Domain: config.DomainShape{VCPUs: 1, Memory: 512}},
