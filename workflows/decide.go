@@ -113,7 +113,7 @@ func (g *group) act(ctx workflow.Context, ev policy.Evaluation) string {
 func (g *group) readChecks(ctx workflow.Context) map[string]policy.Reading {
 	var queries []policy.Check
 	for _, c := range g.st.Spec.Policy.Checks {
-		if c.Strategy.Type == policy.StrategyFixed || c.Metric == "" {
+		if !c.ReadsData() || c.Metric == "" {
 			continue
 		}
 		queries = append(queries, c)

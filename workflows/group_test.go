@@ -66,7 +66,7 @@ func testSpec() spec.Group {
 		Policy: policy.Spec{
 			Min: 1, Max: 4, Increment: 1,
 			Checks: []policy.Check{{Name: "cpu", Metric: policy.MetricCPU, Window: time.Minute,
-				Strategy: policy.Strategy{Type: policy.StrategyTarget, Target: 50}}},
+				Strategy: policy.StrategySpec{Target: &policy.Target{Value: 50}}}},
 		},
 		Hosts:  []string{"h1", "h2"},
 		Launch: spec.Launch{ImagePool: "default", ImageVolume: "base.qcow2", Domain: spec.Domain{VCPUs: 1, Memory: 512}},

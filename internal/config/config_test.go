@@ -297,12 +297,12 @@ func TestInvalid(t *testing.T) {
 		{
 			name: "resource targets out of range",
 			yaml: edit(t, "cpu: 50", "cpu: 0\n            memory: 101"),
-			want: []string{web + ".scaling.resourceTarget.memory: must be a percentage in (0,100], got 101"},
+			want: []string{web + ".scaling.resourceTarget.memory: must be a percentage in (0,100] for metric memory, got 101"},
 		},
 		{
 			name: "negative resource target",
 			yaml: edit(t, "cpu: 50", "cpu: -5"),
-			want: []string{web + ".scaling.resourceTarget.cpu: must be a percentage in (0,100], got -5"},
+			want: []string{web + ".scaling.resourceTarget.cpu: must be a percentage in (0,100] for metric cpu, got -5"},
 		},
 		{
 			name: "nothing sizes the group",

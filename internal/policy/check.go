@@ -12,16 +12,17 @@ const epsilon = 1e-9
 
 func ceilInt(x float64) int { return int(math.Ceil(x - epsilon)) }
 
-// evaluateCheck turns one check and its reading into an opinion. failed reports that an
-// onError: fail check had no usable data.
+// evaluateCheck turns one check and its reading into an opinion: the rules on data (missing,
+// stale, failed, partial) are here, what a usable value means is the check's strategy's.
+// failed reports that an onError: fail check had no usable data.
 func evaluateCheck(c Check, r Reading, ok bool, now time.Time, current int) (res CheckResult, failed bool) {
 	res = CheckResult{Name: c.Name, Value: r.Value, Action: Hold, Recommended: current}
-	if c.Strategy.Type == StrategyFixed {
-		// A fixed size needs no measurement, so missing data cannot make it hold.
+	s := c.Strategy.Get()
+	if s != nil && !s.ReadsData() {
+		// It needs no measurement, so missing data cannot make it hold.
 		res.HasData = ok && r.HasData && r.Err == ""
-		res.Recommended = max(c.Strategy.Size, 0)
+		res.Recommended, res.Reason = s.Recommend(c, r.Value, current)
 		res.Action = actionOf(current, res.Recommended)
-		res.Reason = fmt.Sprintf("%s fixed size → %d", c.Name, res.Recommended)
 		return res, false
 	}
 	if problem := unusable(c, r, ok, now); problem != "" {
@@ -39,48 +40,12 @@ func evaluateCheck(c Check, r Reading, ok bool, now time.Time, current int) (res
 		return res, false
 	}
 	res.HasData = true
-	value := formatValue(c.Metric, r.Value)
-	s := c.Strategy
-	switch s.Type {
-	case StrategyTarget:
-		tolerance := s.Tolerance
-		if tolerance <= 0 {
-			tolerance = DefaultTolerance
-		}
-		target := formatValue(c.Metric, s.Target)
-		if math.Abs(r.Value/s.Target-1) <= tolerance+epsilon {
-			res.Reason = fmt.Sprintf("%s %s within %g%% of target %s → hold %d", c.Name, value, tolerance*100, target, current)
-			return res, false
-		}
-		// current × value / target rather than current × (value/target): fewer roundings.
-		res.Recommended = ceilInt(float64(current) * r.Value / s.Target)
-		rel := ">"
-		if r.Value < s.Target {
-			rel = "<"
-		}
-		res.Reason = fmt.Sprintf("%s %s %s target %s → %d", c.Name, value, rel, target, res.Recommended)
-	case StrategyThreshold:
-		step := s.StepCount
-		if step <= 0 {
-			step = max(ceilInt(float64(current)*s.StepPercent/100), 1)
-		}
-		switch {
-		case r.Value > s.Upper:
-			res.Recommended = current + step
-			res.Reason = fmt.Sprintf("%s %s > upper %s → +%d = %d", c.Name, value, formatValue(c.Metric, s.Upper), step, res.Recommended)
-		case r.Value < s.Lower:
-			res.Recommended = max(current-step, 0)
-			res.Reason = fmt.Sprintf("%s %s < lower %s → −%d = %d", c.Name, value, formatValue(c.Metric, s.Lower), step, res.Recommended)
-		default:
-			res.Reason = fmt.Sprintf("%s %s within [%s, %s] → hold %d", c.Name, value,
-				formatValue(c.Metric, s.Lower), formatValue(c.Metric, s.Upper), current)
-			return res, false
-		}
-	default:
-		// Validate rejects unknown types; holding is the safe reading of a spec it did not see.
-		res.Reason = fmt.Sprintf("%s unknown strategy %q → hold %d", c.Name, s.Type, current)
+	if s == nil {
+		// Validate rejects a check without a strategy; holding is the safe reading of one.
+		res.Reason = fmt.Sprintf("%s has no strategy → hold %d", c.Name, current)
 		return res, false
 	}
+	res.Recommended, res.Reason = s.Recommend(c, r.Value, current)
 	res.Action = actionOf(current, res.Recommended)
 	if res.Action == ScaleIn && r.Partial {
 		// A mean over the instances that reported can look idle while silent ones are busy.
@@ -109,8 +74,11 @@ func unusable(c Check, r Reading, ok bool, now time.Time) string {
 	return ""
 }
 
+// isPercent says whether a metric is a utilisation percentage.
+func isPercent(metric string) bool { return metric == MetricCPU || metric == MetricMemory }
+
 func formatValue(metric string, v float64) string {
-	if metric == MetricCPU || metric == MetricMemory {
+	if isPercent(metric) {
 		return fmt.Sprintf("%.1f%%", v)
 	}
 	return fmt.Sprintf("%.4g", v)

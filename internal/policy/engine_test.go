@@ -12,7 +12,7 @@ import (
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 func target(name, metric string, value float64) Check {
-	return Check{Name: name, Metric: metric, Strategy: Strategy{Type: StrategyTarget, Target: value}}
+	return Check{Name: name, Metric: metric, Strategy: StrategySpec{Target: &Target{Value: value}}}
 }
 
 func baseSpec(mods ...func(*Spec)) Spec {
@@ -85,7 +85,7 @@ func runCases(t *testing.T, cases []evalCase) {
 
 func TestEvaluateStrategies(t *testing.T) {
 	queue := func(upper, lower float64, count int, percent float64) Check {
-		return Check{Name: "queue", Metric: MetricQuery, Strategy: Strategy{Type: StrategyThreshold, Upper: upper, Lower: lower, StepCount: count, StepPercent: percent}}
+		return Check{Name: "queue", Metric: MetricQuery, Strategy: StrategySpec{Threshold: &Threshold{Upper: upper, Lower: lower, Step: count, StepPercent: percent}}}
 	}
 	q := func(cur int, v float64) Inputs { return inputs(cur, map[string]Reading{"queue": read(v)}) }
 	runCases(t, []evalCase{
@@ -105,7 +105,7 @@ func TestEvaluateStrategies(t *testing.T) {
 			reason: []string{"cpu 44.0% < target 50.0% → 9", "scale-in 10 → 9"}},
 		{name: "target: shrink stops at min", spec: baseSpec(func(s *Spec) { s.Min = 2 }), in: cpuAt(4, 5), action: ScaleIn, to: 2,
 			reason: []string{"→ 1", "1 raised to min 2"}},
-		{name: "target: custom tolerance", spec: baseSpec(func(s *Spec) { s.Checks[0].Strategy.Tolerance = 0.3 }), in: cpuAt(4, 60), action: Hold, to: 4,
+		{name: "target: custom tolerance", spec: baseSpec(func(s *Spec) { s.Checks[0].Strategy.Target.Tolerance = 0.3 }), in: cpuAt(4, 60), action: Hold, to: 4,
 			reason: []string{"within 30% of target"}},
 		{name: "target: query values print plainly", spec: baseSpec(withChecks(target("rps", MetricQuery, 1000))),
 			in: inputs(2, map[string]Reading{"rps": read(3000)}), action: ScaleOut, to: 6, reason: []string{"rps 3000 > target 1000 → 6"}},
@@ -120,9 +120,9 @@ func TestEvaluateStrategies(t *testing.T) {
 		{name: "threshold: step percent is at least 1", spec: baseSpec(withChecks(queue(100, 10, 0, 10))), in: q(2, 101), action: ScaleOut, to: 3},
 		{name: "threshold: step percent shrink", spec: baseSpec(withChecks(queue(100, 10, 0, 25))), in: q(8, 1), action: ScaleIn, to: 6},
 		{name: "threshold: never below zero", spec: baseSpec(func(s *Spec) { s.Min = 0 }, withChecks(queue(100, 10, 5, 0))), in: q(2, 1), action: ScaleIn, to: 0},
-		{name: "fixed: recommends its size without data", spec: baseSpec(withChecks(Check{Name: "night", Strategy: Strategy{Type: StrategyFixed, Size: 3}})),
+		{name: "fixed: recommends its size without data", spec: baseSpec(withChecks(Check{Name: "night", Strategy: StrategySpec{Fixed: &Fixed{Size: 3}}})),
 			in: inputs(5, nil), action: ScaleIn, to: 3, winner: "night", reason: []string{"night fixed size → 3 (winner)"}},
-		{name: "fixed: grows too", spec: baseSpec(withChecks(Check{Name: "night", Strategy: Strategy{Type: StrategyFixed, Size: 3}})),
+		{name: "fixed: grows too", spec: baseSpec(withChecks(Check{Name: "night", Strategy: StrategySpec{Fixed: &Fixed{Size: 3}}})),
 			in: inputs(1, nil), action: ScaleOut, to: 3},
 		{name: "no checks holds", spec: baseSpec(withChecks()), in: inputs(3, nil), action: Hold, to: 3, reason: []string{"no checks; holding at 3"}},
 	})
@@ -146,9 +146,9 @@ func TestEvaluateCombination(t *testing.T) {
 		{name: "tie goes to the first check, other order",
 			spec: baseSpec(withChecks(target("memory", MetricMemory, 50), target("cpu", MetricCPU, 50))),
 			in:   both(2, 100, 100), action: ScaleOut, to: 4, winner: "memory"},
-		{name: "fixed floor with metric above", spec: baseSpec(withChecks(Check{Name: "base", Strategy: Strategy{Type: StrategyFixed, Size: 3}}, target("cpu", MetricCPU, 50))),
+		{name: "fixed floor with metric above", spec: baseSpec(withChecks(Check{Name: "base", Strategy: StrategySpec{Fixed: &Fixed{Size: 3}}}, target("cpu", MetricCPU, 50))),
 			in: cpuAt(3, 100), action: ScaleOut, to: 6, winner: "cpu"},
-		{name: "fixed holds metric scale-in", spec: baseSpec(withChecks(Check{Name: "base", Strategy: Strategy{Type: StrategyFixed, Size: 3}}, target("cpu", MetricCPU, 50))),
+		{name: "fixed holds metric scale-in", spec: baseSpec(withChecks(Check{Name: "base", Strategy: StrategySpec{Fixed: &Fixed{Size: 3}}}, target("cpu", MetricCPU, 50))),
 			in: cpuAt(3, 5), action: Hold, to: 3, winner: "base"},
 	})
 }
@@ -457,7 +457,7 @@ func nan() float64 { var z float64; return z / z }
 func BenchmarkEvaluate(b *testing.B) {
 	spec := baseSpec(func(s *Spec) {
 		s.Checks = []Check{target("cpu", MetricCPU, 50), target("memory", MetricMemory, 70),
-			{Name: "queue", Metric: MetricQuery, Strategy: Strategy{Type: StrategyThreshold, Upper: 100, Lower: 10, StepCount: 2}}}
+			{Name: "queue", Metric: MetricQuery, Strategy: StrategySpec{Threshold: &Threshold{Upper: 100, Lower: 10, Step: 2}}}}
 		s.ScaleInStabilization = 5 * time.Minute
 		s.ScaleOutRate = RateLimit{Count: 4, Period: 10 * time.Minute}
 		s.ScaleInRate = RateLimit{Percent: 20, Period: 10 * time.Minute}

@@ -17,24 +17,44 @@ func cronParser() cron.Parser {
 	return cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 }
 
-// parseCron parses expr in the zone tz ("" = UTC). It rejects what would make the fire times
-// depend on anything but Now: TZ= prefixes (TimeZone says it; robfig/cron v3.0.1 also panics on
-// some malformed ones), @every (its "fire times" are relative to whenever you ask) and the
-// host's Local zone.
-func parseCron(expr, tz string) (sched *cron.SpecSchedule, err error) {
-	expr = strings.TrimSpace(expr)
-	if strings.HasPrefix(expr, "TZ=") || strings.HasPrefix(expr, "CRON_TZ=") {
-		return nil, errors.New("cron must not carry a TZ= prefix: set timeZone instead")
+// parseCron parses expr in the zone tz ("" = UTC).
+func parseCron(expr, tz string) (*cron.SpecSchedule, error) {
+	s, err := parseCronExpr(expr)
+	if err != nil {
+		return nil, err
 	}
-	if strings.HasPrefix(expr, "@every") {
-		return nil, errors.New("@every is not anchored to the clock: use a cron expression")
+	loc, err := loadZone(tz)
+	if err != nil {
+		return nil, err
 	}
+	s.Location = loc
+	return s, nil
+}
+
+// loadZone loads a schedule's time zone ("" = UTC). It rejects the host's Local zone, which
+// would make the fire times depend on the host.
+func loadZone(tz string) (*time.Location, error) {
 	if tz == "Local" {
 		return nil, errors.New(`time zone "Local" depends on the host: name the zone`)
 	}
 	loc, err := time.LoadLocation(tz)
 	if err != nil {
 		return nil, fmt.Errorf("load time zone %q: %w", tz, err)
+	}
+	return loc, nil
+}
+
+// parseCronExpr parses a cron expression, read in UTC until the caller sets its Location. It
+// rejects what would make the fire times depend on anything but Now: TZ= prefixes (TimeZone
+// says it; robfig/cron v3.0.1 also panics on some malformed ones) and @every (its "fire times"
+// are relative to whenever you ask).
+func parseCronExpr(expr string) (sched *cron.SpecSchedule, err error) {
+	expr = strings.TrimSpace(expr)
+	if strings.HasPrefix(expr, "TZ=") || strings.HasPrefix(expr, "CRON_TZ=") {
+		return nil, errors.New("cron must not carry a TZ= prefix: set timeZone instead")
+	}
+	if strings.HasPrefix(expr, "@every") {
+		return nil, errors.New("@every is not anchored to the clock: use a cron expression")
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -49,7 +69,6 @@ func parseCron(expr, tz string) (sched *cron.SpecSchedule, err error) {
 	if !ok {
 		return nil, fmt.Errorf("parse cron %q: not a calendar schedule", expr)
 	}
-	spec.Location = loc
 	return spec, nil
 }
 

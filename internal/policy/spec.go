@@ -10,13 +10,6 @@ const (
 	MetricQuery  = "query"
 )
 
-// Strategy types.
-const (
-	StrategyTarget    = "target"
-	StrategyThreshold = "threshold"
-	StrategyFixed     = "fixed"
-)
-
 // What a check does when its data is missing, stale or failed.
 const (
 	OnErrorHold     = "hold"
@@ -56,14 +49,20 @@ func (r RateLimit) IsZero() bool { return r.Count == 0 && r.Percent == 0 }
 type Check struct {
 	// Name is unique within the group; it keys Inputs.Readings and names the check in reasons.
 	Name string
-	// Metric is cpu, memory or query. Fixed checks read nothing and may leave it empty.
+	// Key is where the check was written, relative to the group's scaling block, so Validate
+	// reports its problems there: a list entry ("checks[2]") has its fields below it
+	// ("checks[2].threshold.upper"); any other key is a shorthand written as one value
+	// ("resourceTarget.cpu"), and every problem with the check is reported at the key itself.
+	// Empty means "checks[i]", i being the check's index in Spec.Checks.
+	Key string `json:",omitempty"`
+	// Metric is cpu, memory or query. A check whose strategy reads no data may leave it empty.
 	Metric string
 	// Query is the Flux query of a "query" check, a text/template over {{.Group}} and
 	// {{.Window}}; the caller runs it and passes the number it returns as the Reading.
 	Query string
 	// Window is the span the caller averages the metric over; the engine does not use it.
 	Window   time.Duration
-	Strategy Strategy
+	Strategy StrategySpec
 	// OnError is hold (the default), fail or fallback.
 	OnError string
 	// Fallback is the size a fallback check recommends when its data is unusable.
@@ -72,20 +71,11 @@ type Check struct {
 	Staleness time.Duration
 }
 
-// Strategy turns a check's value into a recommended size.
-type Strategy struct {
-	Type string
-	// Target tracking: desired = ceil(current × value / Target); holds while
-	// |value/Target − 1| ≤ Tolerance (0 means DefaultTolerance). Being proportional to current,
-	// it cannot grow a group from 0: Min, a schedule's Desired or a fixed check does that.
-	Target, Tolerance float64
-	// Threshold: value > Upper adds a step, value < Lower removes one. The step is StepCount
-	// or ceil(current × StepPercent / 100), at least 1.
-	Upper, Lower float64
-	StepCount    int
-	StepPercent  float64
-	// Fixed: always recommend Size.
-	Size int
+// ReadsData says whether the check needs its metric read: false when its strategy recommends
+// without data (a fixed size).
+func (c Check) ReadsData() bool {
+	s := c.Strategy.Get()
+	return s == nil || s.ReadsData()
 }
 
 // Schedule overrides the bounds while active: from each cron fire time for Duration. Nil

@@ -56,7 +56,7 @@ func runTrace(t *testing.T, stabilization time.Duration) (sizes []int, reasons [
 		Min: 1, Max: 10,
 		ScaleInStabilization: stabilization,
 		Checks: []Check{{Name: "cpu", Metric: MetricCPU, Window: time.Minute, Staleness: 3 * time.Minute,
-			Strategy: Strategy{Type: StrategyTarget, Target: 50}}},
+			Strategy: StrategySpec{Target: &Target{Value: 50}}}},
 	}
 	if err := spec.Validate(); err != nil {
 		t.Fatal(err)

@@ -1,224 +1,364 @@
 package policy
 
 import (
-	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
-// Validate reports every problem in the spec at once; each message names the field and the
-// check or schedule it belongs to. Evaluate copes with an invalid spec (it holds or ignores
-// what it cannot read), but a valid one is what it was written for.
-func (s Spec) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+// FieldError is one problem with a spec, at the key it is about.
+type FieldError struct {
+	// Path is the key relative to the group's scaling block, in the configuration's names:
+	// "maxNodes", "scaleIn.rateLimit.percent", "checks[2].threshold.upper",
+	// "schedules[0].timeZone", "resourceTarget.cpu"; "" is the block itself.
+	Path string
+	// Detail says what is wrong, with the value and what is allowed; it does not repeat Path.
+	Detail string
+	// Involves lists the other keys a relation between fields read (minNodes and maxNodes for
+	// "minNodes is greater than maxNodes"). A caller that knows one of them to be unreliable,
+	// say it failed to parse and was left at zero, can drop the problem as a consequence.
+	Involves []string `json:",omitempty"`
+}
 
-	if s.Min < 0 {
-		bad("min %d is negative", s.Min)
+func (e FieldError) Error() string {
+	if e.Path == "" {
+		return e.Detail
 	}
-	if s.Max < s.Min {
-		bad("max %d is below min %d", s.Max, s.Min)
+	return e.Path + ": " + e.Detail
+}
+
+// FieldErrors is every problem Validate found, in the order of the spec's fields. A non-empty
+// one is an error; Validate returns nil when there is nothing wrong.
+type FieldErrors []FieldError
+
+// Error prints one problem per line.
+func (es FieldErrors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Err returns es as an error, or nil when it is empty (a nil FieldErrors in an error variable
+// would not be a nil error).
+func (es FieldErrors) Err() error {
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}
+
+func (es *FieldErrors) add(path, format string, args ...any) {
+	*es = append(*es, FieldError{Path: path, Detail: fmt.Sprintf(format, args...)})
+}
+
+// relation adds a problem at path that comes from the keys in involves together.
+func (es *FieldErrors) relation(path string, involves []string, format string, args ...any) {
+	*es = append(*es, FieldError{Path: path, Detail: fmt.Sprintf(format, args...), Involves: involves})
+}
+
+// under adds sub's problems with their paths below prefix; with flat set, at prefix itself.
+func (es *FieldErrors) under(prefix string, flat bool, sub FieldErrors) {
+	for _, e := range sub {
+		e.Path = joinKey(prefix, e.Path, flat)
+		inv := make([]string, len(e.Involves))
+		for i, k := range e.Involves {
+			inv[i] = joinKey(prefix, k, flat)
+		}
+		if len(inv) == 0 {
+			inv = nil
+		}
+		e.Involves = inv
+		*es = append(*es, e)
+	}
+}
+
+func joinKey(prefix, key string, flat bool) string {
+	switch {
+	case flat || key == "":
+		return prefix
+	case prefix == "":
+		return key
+	}
+	return prefix + "." + key
+}
+
+// ValidateOption tells Validate about the group's surroundings.
+type ValidateOption func(*validateOptions)
+
+type validateOptions struct {
+	// staticAddresses is the size of the group's static address pool, or -1 for no limit.
+	staticAddresses int
+}
+
+// StaticAddresses says the group takes its addresses from a static pool of n, which caps
+// maxNodes and every schedule's maxNodes.
+func StaticAddresses(n int) ValidateOption {
+	return func(o *validateOptions) { o.staticAddresses = n }
+}
+
+// Validate reports every problem in the spec at once, each at the key it is about (see
+// FieldError). Evaluate copes with an invalid spec (it holds or ignores what it cannot read),
+// but a valid one is what it was written for.
+func (s Spec) Validate(opts ...ValidateOption) FieldErrors {
+	o := validateOptions{staticAddresses: -1}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var errs FieldErrors
+
+	minOK, maxOK := s.Min >= 0, s.Max >= 1
+	if !minOK {
+		errs.add("minNodes", "must not be negative, got %d", s.Min)
+	}
+	if !maxOK {
+		errs.add("maxNodes", "must be at least 1, got %d", s.Max)
+	}
+	if minOK && maxOK && s.Min > s.Max {
+		errs.relation("", []string{"minNodes", "maxNodes"}, "minNodes (%d) is greater than maxNodes (%d)", s.Min, s.Max)
+	}
+	if maxOK && o.staticAddresses >= 0 && s.Max > o.staticAddresses {
+		errs.add("maxNodes", "maxNodes (%d) is larger than the %d static addresses in networking.addresses", s.Max, o.staticAddresses)
 	}
 	if s.Increment < 0 {
-		bad("increment %d is negative", s.Increment)
+		// 0 is no cap here, but a configuration cannot say it: the message speaks to both.
+		errs.add("increment", "must be at least 1, got %d", s.Increment)
 	}
 	for _, d := range []struct {
-		name string
-		v    time.Duration
+		key string
+		v   time.Duration
 	}{
-		{"scaleOutCooldown", s.ScaleOutCooldown},
-		{"scaleInCooldown", s.ScaleInCooldown},
-		{"scaleInStabilization", s.ScaleInStabilization},
+		{"scaleOut.cooldown", s.ScaleOutCooldown},
+		{"scaleIn.cooldown", s.ScaleInCooldown},
+		{"scaleIn.stabilizationWindow", s.ScaleInStabilization},
 	} {
 		if d.v < 0 {
-			bad("%s %s is negative", d.name, d.v)
+			errs.add(d.key, "must not be negative, got %s", d.v)
 		}
 	}
-	errs = append(errs, validateRate("scaleOutRate", s.ScaleOutRate)...)
-	errs = append(errs, validateRate("scaleInRate", s.ScaleInRate)...)
+	errs.under("scaleOut.rateLimit", false, s.ScaleOutRate.validate(false))
+	errs.under("scaleIn.rateLimit", false, s.ScaleInRate.validate(true))
 
-	names := map[string]bool{}
+	if len(s.Checks) == 0 && len(s.Schedules) == 0 {
+		errs.relation("", []string{"resourceTarget", "checks", "schedules"},
+			"nothing sizes the group: set at least one of resourceTarget, checks or schedules")
+	}
+
+	names := map[string]string{}
 	for i, c := range s.Checks {
-		label := fmt.Sprintf("check %q", c.Name)
-		switch {
-		case c.Name == "":
-			label = fmt.Sprintf("check #%d", i+1)
-			bad("%s: name is empty", label)
-		case names[c.Name]:
-			bad("%s: name is used twice", label)
+		key := c.Key
+		if key == "" {
+			key = fmt.Sprintf("checks[%d]", i)
 		}
-		names[c.Name] = true
-		errs = append(errs, validateCheck(label, c)...)
+		errs = append(errs, c.validate(key, names)...)
 	}
 
-	snames := map[string]bool{}
+	b := groupBounds{min: s.Min, max: s.Max, minOK: minOK, maxOK: maxOK, static: o.staticAddresses}
+	scheduleNames := map[string]string{}
 	for i, sc := range s.Schedules {
-		label := fmt.Sprintf("schedule %q", sc.Name)
-		switch {
-		case sc.Name == "":
-			label = fmt.Sprintf("schedule #%d", i+1)
-			bad("%s: name is empty", label)
-		case snames[sc.Name]:
-			bad("%s: name is used twice", label)
-		}
-		snames[sc.Name] = true
-		errs = append(errs, validateSchedule(label, sc, s)...)
+		errs = append(errs, sc.validate(fmt.Sprintf("schedules[%d]", i), scheduleNames, b)...)
 	}
-	return errors.Join(errs...)
-}
-
-func validateRate(name string, r RateLimit) []error {
-	var errs []error
-	switch {
-	case r.Count < 0:
-		errs = append(errs, fmt.Errorf("%s: count %d is negative", name, r.Count))
-	case r.Percent < 0 || math.IsNaN(r.Percent) || math.IsInf(r.Percent, 0):
-		errs = append(errs, fmt.Errorf("%s: percent %v must be a positive number", name, r.Percent))
-	case r.Count > 0 && r.Percent > 0:
-		errs = append(errs, fmt.Errorf("%s: set count or percent, not both", name))
-	case r.Period < 0:
-		errs = append(errs, fmt.Errorf("%s: period %s is negative", name, r.Period))
-	case !r.IsZero() && r.Period == 0:
-		errs = append(errs, fmt.Errorf("%s: period is required with a count or percent", name))
-	case r.IsZero() && r.Period != 0:
-		errs = append(errs, fmt.Errorf("%s: period %s without a count or percent limits nothing", name, r.Period))
+	if len(errs) == 0 {
+		return nil
 	}
 	return errs
 }
 
-func validateCheck(label string, c Check) []error {
-	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{label}, args...)...))
+// validate checks a rate limit; shrinking says it limits a scale-in, where more than 100%
+// means nothing. Paths are relative to the limit.
+func (r RateLimit) validate(shrinking bool) FieldErrors {
+	var errs FieldErrors
+	countOK, percentOK := r.Count >= 0, true
+	if !countOK {
+		errs.add("count", "must be at least 1, got %d", r.Count)
 	}
-	st := c.Strategy
+	switch {
+	case r.Percent < 0 || math.IsNaN(r.Percent) || math.IsInf(r.Percent, 0):
+		errs.add("percent", "must be greater than 0, got %v", r.Percent)
+		percentOK = false
+	case shrinking && r.Percent > 100:
+		errs.add("percent", "must be at most 100 (a percentage of the current size), got %v", r.Percent)
+	}
+	if countOK && percentOK && r.Count > 0 && r.Percent > 0 {
+		errs.relation("", []string{"count", "percent"}, "set count or percent, not both")
+	}
+	switch {
+	case r.Period < 0:
+		errs.add("period", "must not be negative, got %s", r.Period)
+	case !r.IsZero() && r.Period == 0:
+		errs.add("period", "must be greater than 0 with a count or percent (the span the limit applies to, e.g. 5m), got %s", r.Period)
+	case r.IsZero() && r.Period > 0:
+		errs.relation("", []string{"count", "percent"}, "set count (instances) or percent (of the current size), with period")
+	}
+	return errs
+}
+
+// validate checks the check written at key. names maps the check names used so far to the
+// key that used them, and gains this one.
+func (c Check) validate(key string, names map[string]string) FieldErrors {
+	var errs FieldErrors
+	shorthand := !strings.HasSuffix(key, "]")
+	at := func(field string) string { return joinKey(key, field, shorthand) }
+
+	if c.Name == "" {
+		errs.add(at("name"), "is required (a name unique among the group's checks)")
+	} else if first, taken := names[c.Name]; taken {
+		if strings.HasSuffix(first, "]") {
+			errs.add(at("name"), "duplicate check name %q (also %s)", c.Name, first)
+		} else {
+			errs.add(at("name"), "check name %q is taken by the %s shorthand: rename the check or drop %s", c.Name, first, first)
+		}
+	} else {
+		names[c.Name] = key
+	}
+
+	s := c.Strategy.Get()
+	readsData := c.ReadsData()
 	switch c.Metric {
-	case MetricCPU, MetricMemory, MetricQuery:
+	case MetricCPU, MetricMemory:
+		if c.Query != "" {
+			errs.add(at("query"), "is used only with metric: query, not %s", c.Metric)
+		}
+	case MetricQuery:
+		if c.Query == "" {
+			errs.add(at("query"), "is required (a Flux query returning one number)")
+		}
 	case "":
-		if st.Type != StrategyFixed {
-			bad("metric is required (cpu, memory or query)")
+		if readsData {
+			errs.add(at("metric"), "is required (cpu, memory or query)")
+		} else if c.Query != "" {
+			errs.add(at("query"), "is used only with metric: query")
 		}
 	default:
-		bad("metric %q is not cpu, memory or query", c.Metric)
+		errs.add(at("metric"), "unsupported metric %q (allowed: cpu, memory, query)", c.Metric)
 	}
 	if c.Window < 0 {
-		bad("window %s is negative", c.Window)
+		errs.add(at("window"), "must not be negative, got %s", c.Window)
 	}
 	if c.Staleness < 0 {
-		bad("staleness %s is negative", c.Staleness)
-	}
-	switch c.OnError {
-	case "", OnErrorHold, OnErrorFail:
-		if c.Fallback != 0 {
-			bad("fallback %d is set but onError is not fallback", c.Fallback)
-		}
-	case OnErrorFallback:
-		if c.Fallback < 0 {
-			bad("fallback %d is negative", c.Fallback)
-		}
-	default:
-		bad("onError %q is not hold, fail or fallback", c.OnError)
+		errs.add(at("staleness"), "must not be negative, got %s", c.Staleness)
 	}
 
-	percent := c.Metric == MetricCPU || c.Metric == MetricMemory
-	targetSet := st.Target != 0 || st.Tolerance != 0
-	thresholdSet := st.Upper != 0 || st.Lower != 0 || st.StepCount != 0 || st.StepPercent != 0
-	sizeSet := st.Size != 0
-	finite := func(name string, v float64) bool {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			bad("%s %v is not a number", name, v)
-			return false
+	switch c.OnError {
+	case "", OnErrorHold, OnErrorFail, OnErrorFallback:
+		if !readsData && c.OnError != "" && c.OnError != OnErrorHold {
+			errs.add(at("onError"), "%s has no effect on a %s check: it reads no data", c.OnError, s.Kind())
 		}
-		return true
-	}
-	switch st.Type {
-	case StrategyTarget:
-		if thresholdSet || sizeSet {
-			bad("upper, lower, step and size do not apply to a target strategy")
-		}
-		if finite("target", st.Target) && st.Target <= 0 {
-			bad("target %g must be above 0", st.Target)
-		}
-		if percent && st.Target > 100 {
-			bad("target %g%% is above 100%%", st.Target)
-		}
-		if finite("tolerance", st.Tolerance) && (st.Tolerance < 0 || st.Tolerance >= 1) {
-			bad("tolerance %g must be in [0, 1) (0 means %g)", st.Tolerance, DefaultTolerance)
-		}
-	case StrategyThreshold:
-		if targetSet || sizeSet {
-			bad("target, tolerance and size do not apply to a threshold strategy")
-		}
-		if finite("upper", st.Upper) && finite("lower", st.Lower) && st.Upper <= st.Lower {
-			bad("upper %g must be above lower %g", st.Upper, st.Lower)
-		}
-		switch {
-		case st.StepCount < 0 || st.StepPercent < 0:
-			bad("step must not be negative")
-		case st.StepCount > 0 && st.StepPercent > 0:
-			bad("set stepCount or stepPercent, not both")
-		case st.StepCount == 0 && !(st.StepPercent > 0):
-			bad("stepCount or stepPercent is required")
-		default:
-			finite("stepPercent", st.StepPercent)
-		}
-	case StrategyFixed:
-		if targetSet || thresholdSet {
-			bad("target, tolerance, upper, lower and step do not apply to a fixed strategy")
-		}
-		if st.Size < 0 {
-			bad("size %d is negative", st.Size)
-		}
-		if c.OnError != "" && c.OnError != OnErrorHold {
-			bad("onError %s has no effect: a fixed strategy reads no data", c.OnError)
-		}
-	case "":
-		bad("strategy type is required (target, threshold or fixed)")
 	default:
-		bad("strategy type %q is not target, threshold or fixed", st.Type)
+		errs.add(at("onError"), "unsupported onError %q (allowed: hold, fail, fallback)", c.OnError)
+	}
+	switch {
+	case c.OnError == OnErrorFallback && readsData:
+		if c.Fallback < 0 {
+			errs.add(at("fallback"), "must not be negative, got %d", c.Fallback)
+		}
+	case c.Fallback != 0 && c.OnError != OnErrorFallback:
+		errs.add(at("fallback"), "is used only with onError: fallback")
+	}
+
+	switch set := c.Strategy.setKinds(); len(set) {
+	case 0:
+		kinds := c.Strategy.kinds()
+		involves := make([]string, len(kinds))
+		for i, k := range kinds {
+			involves[i] = at(k)
+		}
+		errs.relation(key, involves, "one of %s is required (how the metric becomes a size)", orList(kinds))
+	case 1:
+		errs.under(at(s.Kind()), shorthand, s.Validate(c))
+	default:
+		errs.add(key, "set exactly one of %s, got %s", orList(c.Strategy.kinds()), strings.Join(set, " and "))
 	}
 	return errs
 }
 
-func validateSchedule(label string, sc Schedule, s Spec) []error {
-	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{label}, args...)...))
+// orList writes "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
 	}
-	if cs, err := parseCron(sc.Cron, sc.TimeZone); err != nil {
-		bad("%v", err)
-	} else if cs.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
-		// Any fixed instant does: robfig/cron searches five years ahead, which covers every
-		// expression that fires at all (29 February included).
-		bad("cron %q never fires", sc.Cron)
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// groupBounds are the group's own bounds, which a schedule's unset fields keep.
+type groupBounds struct {
+	min, max     int
+	minOK, maxOK bool
+	static       int
+}
+
+// validate checks the schedule written at key. names maps the schedule names used so far to
+// the key that used them, and gains this one.
+func (sc Schedule) validate(key string, names map[string]string, b groupBounds) FieldErrors {
+	var errs FieldErrors
+	at := func(field string) string { return joinKey(key, field, false) }
+	if sc.Name == "" {
+		errs.add(at("name"), "is required (a name unique among the group's schedules)")
+	} else if first, taken := names[sc.Name]; taken {
+		errs.add(at("name"), "duplicate schedule name %q (also %s)", sc.Name, first)
+	} else {
+		names[sc.Name] = key
 	}
-	if sc.Duration <= 0 {
-		bad("duration %s must be above 0", sc.Duration)
+
+	loc, err := loadZone(sc.TimeZone)
+	if err != nil {
+		errs.add(at("timeZone"), "%v", err)
 	}
-	lo, hi := s.Min, s.Max
-	for _, f := range []struct {
-		name string
-		v    *int
-	}{{"min", sc.Min}, {"max", sc.Max}, {"desired", sc.Desired}} {
-		if f.v != nil && *f.v < 0 {
-			bad("%s %d is negative", f.name, *f.v)
+	if sc.Cron == "" {
+		errs.add(at("cron"), `is required (when the schedule starts, e.g. "0 9 * * 1-5")`)
+	} else if cs, err := parseCronExpr(sc.Cron); err != nil {
+		errs.add(at("cron"), "%v", err)
+	} else if loc != nil {
+		cs.Location = loc
+		if cs.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
+			// Any fixed instant does: robfig/cron searches five years ahead, which covers every
+			// expression that fires at all (29 February included).
+			errs.add(at("cron"), "cron %q never fires", sc.Cron)
 		}
 	}
-	if sc.Min != nil {
-		lo = *sc.Min
+	if sc.Duration <= 0 {
+		errs.add(at("duration"), "must be greater than 0, got %s", sc.Duration)
 	}
-	if sc.Max != nil {
-		hi = *sc.Max
-	}
-	if hi < lo {
-		bad("max %d is below min %d while active", hi, lo)
-	}
-	if sc.Desired != nil && (*sc.Desired < lo || *sc.Desired > hi) {
-		bad("desired %d is outside [%d, %d] while active", *sc.Desired, lo, hi)
+
+	// lo and hi are the bounds while the schedule is active, and the keys they come from.
+	lo, hi, loOK, hiOK := b.min, b.max, b.minOK, b.maxOK
+	loKey, hiKey := "minNodes", "maxNodes"
+	for _, f := range []struct {
+		key string
+		v   *int
+	}{{"minNodes", sc.Min}, {"maxNodes", sc.Max}, {"desired", sc.Desired}} {
+		if f.v == nil {
+			continue
+		}
+		ok := *f.v >= 0
+		if !ok {
+			errs.add(at(f.key), "must not be negative, got %d", *f.v)
+		}
+		switch f.key {
+		case "minNodes":
+			lo, loOK, loKey = *f.v, ok, at(f.key)
+		case "maxNodes":
+			hi, hiOK, hiKey = *f.v, ok, at(f.key)
+		}
 	}
 	if sc.Min == nil && sc.Max == nil && sc.Desired == nil {
-		bad("sets none of min, max and desired")
+		errs.relation(key, []string{at("minNodes"), at("maxNodes"), at("desired")}, "set at least one of minNodes, maxNodes or desired")
+	}
+	if !loOK || !hiOK {
+		return errs
+	}
+	bounds := []string{loKey, hiKey}
+	if lo > hi {
+		errs.relation(key, bounds, "minNodes (%d) is greater than maxNodes (%d) while the schedule is active", lo, hi)
+		return errs
+	}
+	if sc.Max != nil && b.static >= 0 && hi > b.static {
+		errs.add(at("maxNodes"), "maxNodes (%d) is larger than the %d static addresses in networking.addresses", hi, b.static)
+	}
+	if d := sc.Desired; d != nil && *d >= 0 && (*d < lo || *d > hi) {
+		errs.relation(at("desired"), bounds, "desired (%d) must be within minNodes and maxNodes [%d, %d] while the schedule is active", *d, lo, hi)
 	}
 	return errs
 }
