@@ -63,7 +63,7 @@ func (g *group) worthLogging(ev policy.Evaluation) bool {
 		return true
 	}
 	for i, c := range g.st.Spec.Policy.Checks {
-		if i < len(ev.Checks) && c.Strategy.Type != policy.StrategyFixed && !ev.Checks[i].HasData {
+		if i < len(ev.Checks) && c.ReadsData() && !ev.Checks[i].HasData {
 			return true
 		}
 	}

@@ -147,9 +147,6 @@ type report struct {
 	lines    map[string]int
 	// literal marks block scalars written with |, whose content starts on the line after the key.
 	literal map[string]bool
-	// unset is no longer filled: a variable that is not set is a decode problem at its key. It
-	// stays until validate_scaling.go stops reading it.
-	unset map[string][]string
 	// emptyVars holds, for a value that expanded to "", the variables in it that are set to "",
 	// so that a required key can say why it is empty.
 	emptyVars map[string][]string
@@ -164,7 +161,6 @@ func newReport() *report {
 	return &report{
 		lines:     map[string]int{},
 		literal:   map[string]bool{},
-		unset:     map[string][]string{},
 		emptyVars: map[string][]string{},
 		failed:    map[string]bool{},
 		present:   map[string]bool{},

@@ -1,11 +1,7 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"strconv"
-	"strings"
-	"text/template"
 	"time"
 
 	"github.com/premiscale/premiscale/internal/policy"
@@ -89,45 +85,3 @@ func copyInt(p *int) *int {
 	v := *p
 	return &v
 }
-
-// RenderQuery expands a query check's template for a group: {{.Group}} is the group's name and
-// {{.Window}} the window as a Flux duration literal ("5m", "1h30m"), so `range(start:
-// -{{.Window}})` reads the window. A key that does not exist is an error, not an empty string.
-func RenderQuery(query, group string, window time.Duration) (string, error) {
-	t, err := template.New("query").Option("missingkey=error").Parse(query)
-	if err != nil {
-		return "", fmt.Errorf("parse query template: %w", err)
-	}
-	var b strings.Builder
-	if err := t.Execute(&b, map[string]any{"Group": group, "Window": fluxDuration(window)}); err != nil {
-		return "", fmt.Errorf("execute query template: %w", err)
-	}
-	if strings.TrimSpace(b.String()) == "" {
-		return "", errors.New("the query template renders to nothing")
-	}
-	return b.String(), nil
-}
-
-// fluxDuration writes d as a Flux duration literal. Go's own form does not do: "1.5s" and
-// "5m0s" are not how Flux spells 1500ms and 5m.
-func fluxDuration(d time.Duration) string {
-	if d <= 0 {
-		return "0s"
-	}
-	var b strings.Builder
-	for _, u := range []struct {
-		unit time.Duration
-		name string
-	}{{time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}, {time.Millisecond, "ms"}, {time.Microsecond, "us"}, {time.Nanosecond, "ns"}} {
-		if n := d / u.unit; n > 0 {
-			b.WriteString(strconv.FormatInt(int64(n), 10) + u.name)
-			d -= n * u.unit
-		}
-	}
-	return b.String()
-}
-
-// checkPolicy is called by validateGroup after validateScaling, which now runs the engine's
-// validation itself (see validateScaling). Nothing is left for it to do: delete it together
-// with its call in validate.go.
-func checkPolicy(*report, string, Group) {}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/policy"
 	"github.com/premiscale/premiscale/internal/spec"
 )
@@ -732,27 +733,6 @@ func indent(s, prefix string) string {
 	return b.String()
 }
 
-func TestRenderQuery(t *testing.T) {
-	tests := []struct {
-		window time.Duration
-		want   string
-	}{
-		{5 * time.Minute, `range(start: -5m) web`},
-		{90 * time.Minute, `range(start: -1h30m) web`},
-		{1500 * time.Millisecond, `range(start: -1s500ms) web`},
-		{0, `range(start: -0s) web`},
-	}
-	for _, tt := range tests {
-		got, err := RenderQuery("range(start: -{{.Window}}) {{.Group}}", "web", tt.window)
-		if err != nil || got != tt.want {
-			t.Errorf("RenderQuery(%s) = %q, %v; want %q", tt.window, got, err, tt.want)
-		}
-	}
-	if _, err := RenderQuery("{{.Nope}}", "web", time.Minute); err == nil || !strings.Contains(err.Error(), `map has no entry for key "Nope"`) {
-		t.Errorf("missing key: %v", err)
-	}
-}
-
 func TestExampleProductionPolicy(t *testing.T) {
 	cfg, err := parseExample(t, "production.yaml", productionEnv)
 	if err != nil {
@@ -786,7 +766,7 @@ func TestExampleProductionPolicy(t *testing.T) {
 			t.Errorf("Summary lacks %q:\n%s", want, summary)
 		}
 	}
-	q, err := RenderQuery(spec.Checks[2].Query, "web", spec.Checks[2].Window)
+	q, err := influxdb.RenderQuery(spec.Checks[2].Query, "web", spec.Checks[2].Window)
 	if err != nil || !strings.Contains(q, `range(start: -5m)`) || !strings.Contains(q, `r.premiscale_group == "web"`) {
 		t.Errorf("rendered query = %q, %v", q, err)
 	}

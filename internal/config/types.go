@@ -248,7 +248,7 @@ type Check struct {
 	// Metric is cpu, memory (the group's mean utilisation, percent) or query.
 	Metric string `yaml:"metric" json:"metric"`
 	// Query is a Flux query returning one number, written as a Go text/template over {{.Group}}
-	// and {{.Window}} (see RenderQuery). It is not $VAR-expanded: templates use $ themselves.
+	// and {{.Window}} (see influxdb.RenderQuery). It is not $VAR-expanded: templates use $ themselves.
 	Query string `yaml:"query,omitempty" json:"query,omitempty" expand:"false"`
 	// Window is the span the metric is averaged (or the query's range) over.
 	Window Duration `yaml:"window" json:"window"`

@@ -261,7 +261,6 @@ func validateGroup(r *report, p, name string, g *Group, hosts []string, baseDir 
 
 	staticAddrs := validateNetworking(r, p+".networking", g.Networking)
 	validateScaling(r, p+".scaling", name, g.Scaling, staticAddrs)
-	checkPolicy(r, p+".scaling", *g)
 	validateHealth(r, p+".health", g.Health)
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/policy"
 	"github.com/premiscale/premiscale/internal/spec"
 )
@@ -186,7 +187,7 @@ func validateCheckKeys(r *report, cp, group string, c Check) {
 		if window <= 0 {
 			window = DefaultReconcileInterval
 		}
-		if _, err := RenderQuery(c.Query, group, window); err != nil {
+		if _, err := influxdb.RenderQuery(c.Query, group, window); err != nil {
 			r.add(cp+".query", "%v", err)
 		}
 	}
@@ -230,13 +231,6 @@ func validateScheduleKeys(r *report, sp string, sc Schedule) {
 		r.add(sp+".name", "invalid schedule name %q: use lowercase letters, digits and '-', at most 63 characters", sc.Name)
 	}
 	requiredKey(r, sp+".duration", "how long the schedule stays active, e.g. 8h")
-	for _, key := range []string{"minNodes", "maxNodes", "desired"} {
-		// A variable that expanded to nothing decodes as 0: not what was written. (Once every
-		// unset variable is a decoding error, this is redundant.)
-		if path := sp + "." + key; len(r.unset[path]) > 0 {
-			r.add(path, "")
-		}
-	}
 }
 
 func joinIndex(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
