@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
@@ -118,7 +117,7 @@ func (c *Client) List(ctx context.Context) ([]Status, error) {
 			return nil, fmt.Errorf("list group workflows: %w", err)
 		}
 		for _, e := range resp.GetExecutions() {
-			if name, ok := strings.CutPrefix(e.GetExecution().GetWorkflowId(), spec.GroupWorkflowID("")); ok {
+			if name, ok := spec.GroupFromWorkflowID(e.GetExecution().GetWorkflowId()); ok {
 				names = append(names, name)
 			}
 		}

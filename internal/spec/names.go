@@ -1,6 +1,10 @@
 package spec
 
-import "go.temporal.io/sdk/temporal"
+import (
+	"strings"
+
+	"go.temporal.io/sdk/temporal"
+)
 
 // DefaultTaskQueue is the shared task queue of workflows and database activities.
 const DefaultTaskQueue = "premiscale"
@@ -10,10 +14,8 @@ func GroupWorkflowID(group string) string { return groupWorkflowPrefix + group }
 
 // GroupFromWorkflowID returns the group a group workflow ID names.
 func GroupFromWorkflowID(id string) (string, bool) {
-	if len(id) <= len(groupWorkflowPrefix) || id[:len(groupWorkflowPrefix)] != groupWorkflowPrefix {
-		return "", false
-	}
-	return id[len(groupWorkflowPrefix):], true
+	name, ok := strings.CutPrefix(id, groupWorkflowPrefix)
+	return name, ok && name != ""
 }
 
 const groupWorkflowPrefix = "asg/"
