@@ -36,8 +36,13 @@ type fixture struct {
 
 func newFixture(t *testing.T, scaling string) *fixture {
 	t.Helper()
+	return newFixtureFrom(t, testservices.WriteAgentConfig(t, testservices.UniqueName(t, "g"), testservices.UniqueName(t, "h"), scaling))
+}
+
+// newFixtureFrom builds the fixture of an agent config with one group on the test driver.
+func newFixtureFrom(t *testing.T, ac testservices.AgentConfig) *fixture {
+	t.Helper()
 	ctx := context.Background()
-	ac := testservices.WriteAgentConfig(t, testservices.UniqueName(t, "g"), testservices.UniqueName(t, "h"), scaling)
 	f := &fixture{t: t, cfg: ac.Config, group: ac.Group, host: ac.Host}
 	var err error
 	// The test driver forgets everything when its last connection closes, so this connection

@@ -208,6 +208,10 @@ func printEvents(w io.Writer, events []state.ScalingEvent) {
 		if winner == "" {
 			winner = "-"
 		}
-		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", e.At.Local().Format(time.DateTime), e.From, e.To, e.Action, e.Outcome, winner, in, e.Reason)
+		reason := e.Reason
+		if e.Repeats > 0 && e.LastRepeatAt != nil {
+			reason += fmt.Sprintf(" (×%d more, last %s)", e.Repeats, e.LastRepeatAt.Local().Format(time.DateTime))
+		}
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", e.At.Local().Format(time.DateTime), e.From, e.To, e.Action, e.Outcome, winner, in, reason)
 	}
 }

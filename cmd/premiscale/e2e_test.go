@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -36,26 +37,36 @@ func envOr(name, def string) string {
 }
 
 // markers records the paths the guests' own cloud-config POSTs to, proving the user's
-// cloud-init ran (with the instance's name rendered into it).
+// cloud-init ran (with the instance's name rendered into it), and what they posted.
 type markers struct {
 	mu   sync.Mutex
-	seen map[string]bool
+	seen map[string]string
 }
 
 func (m *markers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	m.mu.Lock()
-	m.seen[r.URL.Path] = true
+	m.seen[r.URL.Path] = string(body)
 	m.mu.Unlock()
 }
 
 func (m *markers) has(path string) bool {
+	_, ok := m.body(path)
+	return ok
+}
+
+func (m *markers) body(path string) (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.seen[path]
+	b, ok := m.seen[path]
+	return b, ok
 }
 
 // TestRealVMsBootCheckInAndRetire is the end-to-end test: `premiscale worker` and the group
 // commands as processes, real VMs from the cloud-init guest image under TCG on qemu:///system.
+// The group uses static networking as the README documents it (a pool of addresses, a CIDR
+// subnet, a gateway, nameservers) on user-mode networking's 10.0.2.0/24, and each guest reports
+// the address it really configured.
 func TestRealVMsBootCheckInAndRetire(t *testing.T) {
 	ctx := context.Background()
 	conn, err := libvirt.Dial(ctx, "qemu:///system", libvirt.Options{CallTimeout: time.Minute})
@@ -74,7 +85,7 @@ func TestRealVMsBootCheckInAndRetire(t *testing.T) {
 		}
 	}
 
-	m := &markers{seen: map[string]bool{}}
+	m := &markers{seen: map[string]string{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -90,23 +101,26 @@ func TestRealVMsBootCheckInAndRetire(t *testing.T) {
 	checkinPort := testservices.FreePort(t)
 	// Under user-mode networking the guest reaches the host's 127.0.0.1 as 10.0.2.2.
 	body := fmt.Sprintf(`
-        image: %s
+        image: %[1]s
         domain:
           vcpus: 1
           memory: 512
           type: qemu
           network: user
-          kernel: %s
-          initrd: %s
-          cmdline: %q
+          kernel: %[2]s
+          initrd: %[3]s
+          cmdline: %[4]q
         cloud-init:
           inline: |
             #cloud-config
             runcmd:
-              - [curl, -fsS, -m, "20", -X, POST, "http://10.0.2.2:%d/marker/{{.Name}}/{{.Index}}"]
+              - [curl, -fsS, -m, "20", -X, POST, "http://10.0.2.2:%[5]d/marker/{{.Name}}/{{.Index}}/{{.Address}}"]
+              - [sh, -c, "ip -4 -o addr show | curl -fsS -m 20 --data-binary @- http://10.0.2.2:%[5]d/addr/{{.Name}}"]
               - [sh, -c, "timeout 120 sh -c 'while :; do :; done' >/dev/null 2>&1 &"]
-        hosts: [%s]
-        networking: {type: dynamic}
+        hosts: [%[6]s]
+        # Not .15, the address user-mode networking's DHCP would give: the guest can only have
+        # these from the seed's network-config.
+        networking: {type: static, addresses: [10.0.2.20-10.0.2.21], subnet: 10.0.2.0/24, gateway: 10.0.2.2, nameservers: [10.0.2.3]}
         health: {bootTimeout: 8m, heartbeatInterval: 15s, heartbeatTimeout: 3m, shutdownGrace: 20s}
         scaling: {minNodes: 1, maxNodes: 2, scaleIn: {stabilizationWindow: 0}, resourceTarget: {cpu: 100}}`,
 		guest.image, guest.kernel, guest.initrd, guest.cmdline, markerPort, host)
@@ -134,9 +148,10 @@ func TestRealVMsBootCheckInAndRetire(t *testing.T) {
 	if err != nil || !found || rec.CheckedInAt == nil || rec.Address == "" {
 		t.Errorf("MySQL record of %s after check-in: %+v (found %v, %v); want a check-in time and an address", first, rec, found, err)
 	}
-	if !waitUntil(time.Minute, func() bool { return m.has("/marker/" + first + "/1") }) {
-		t.Errorf("the user's cloud-config of %s did not run: no marker POST (got %v)", first, m.seen)
+	if !waitUntil(time.Minute, func() bool { return m.has("/marker/" + first + "/1/10.0.2.20") }) {
+		t.Errorf("the user's cloud-config of %s did not run with its static address: no marker POST (got %v)", first, m.seen)
 	}
+	checkGuestAddress(t, m, first, "10.0.2.20/24")
 
 	// The guest's busy loop must show in the collector's cpu_percent for the group.
 	mc, err := influxdb.New(ac.Config.Controller.Databases.Timeseries.InfluxOptions(), nil)
@@ -160,9 +175,10 @@ func TestRealVMsBootCheckInAndRetire(t *testing.T) {
 	waitStatusFor(t, ac.Path, group, 8*time.Minute, func(s statusJSON) bool {
 		return len(s.Instances) == 2 && s.Instances[0].State == "running" && s.Instances[1].State == "running"
 	})
-	if !waitUntil(time.Minute, func() bool { return m.has("/marker/" + second + "/2") }) {
+	if !waitUntil(time.Minute, func() bool { return m.has("/marker/" + second + "/2/10.0.2.21") }) {
 		t.Errorf("no marker from %s", second)
 	}
+	checkGuestAddress(t, m, second, "10.0.2.21/24")
 
 	// Back to 1: the newest is shut down and removed with its disks.
 	if r := run(t, 30*time.Second, "group", "scale", group, "--min", "1", "--desired", "1", "-c", ac.Path); r.code != 0 {
@@ -188,6 +204,20 @@ func TestRealVMsBootCheckInAndRetire(t *testing.T) {
 	}
 	if _, found, _ := conn.LookupDomain(ctx, first); found {
 		t.Errorf("domain %s still defined after delete", first)
+	}
+}
+
+// checkGuestAddress asserts what the guest said `ip -4 addr` shows: the address the group's
+// static pool gave it, with the subnet's prefix length.
+func checkGuestAddress(t *testing.T, m *markers, instance, want string) {
+	t.Helper()
+	var got string
+	if !waitUntil(time.Minute, func() bool { var ok bool; got, ok = m.body("/addr/" + instance); return ok }) {
+		t.Errorf("%s did not report its addresses", instance)
+		return
+	}
+	if !strings.Contains(got, "inet "+want+" ") {
+		t.Errorf("%s configured %q, want inet %s", instance, got, want)
 	}
 }
 

@@ -191,6 +191,9 @@ func printStatus(w io.Writer, s groupctl.Status) {
 	}
 	if d := s.LastDecision; d != nil {
 		fmt.Fprintf(w, "Last decision:\t%s %s: %s\n", d.At.Local().Format(time.DateTime), d.Action, d.Reason)
+		if d.Repeats > 0 {
+			fmt.Fprintf(w, "\t(the same decision %d more times since)\n", d.Repeats)
+		}
 	}
 	fmt.Fprintln(w)
 	records := map[string]state.Instance{}

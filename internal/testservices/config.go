@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/premiscale/premiscale/internal/config"
 )
@@ -29,7 +30,15 @@ func WriteAgentConfig(t testing.TB, group, host, scaling string) AgentConfig {
 	t.Helper()
 	body := ""
 	if group != "" {
-		body = fmt.Sprintf(`
+		body = TestDriverGroup(group, host, scaling)
+	}
+	return WriteAgentConfigFor(t, AgentOptions{Group: group, Host: host, URI: "test:///default", GroupBody: body})
+}
+
+// TestDriverGroup is the body of a group on libvirt's test driver (for AgentOptions.GroupBody):
+// image "<TestPool>/<group>-base.qcow2", no check-in, and the given scaling mapping.
+func TestDriverGroup(group, host, scaling string) string {
+	return fmt.Sprintf(`
         image: %[1]s/%[2]s-base.qcow2
         domain: {vcpus: 1, memory: 128}
         hosts: [%[3]s]
@@ -37,8 +46,6 @@ func WriteAgentConfig(t testing.TB, group, host, scaling string) AgentConfig {
         # The test driver's domains run no guest, so nothing would ever check in.
         health: {checkin: false}
         scaling: %[4]s`, TestPool, group, host, scaling)
-	}
-	return WriteAgentConfigFor(t, AgentOptions{Group: group, Host: host, URI: "test:///default", GroupBody: body})
 }
 
 // AgentOptions shape a test agent config.
@@ -50,6 +57,8 @@ type AgentOptions struct {
 	CheckinURL string
 	// CheckinPort is the check-in listener's port; 0 picks a free one.
 	CheckinPort int
+	// CollectionInterval and ReconcileInterval default to 1 s and 2 s.
+	CollectionInterval, ReconcileInterval time.Duration
 }
 
 // WriteAgentConfigFor writes and loads an agent config on the real test services for any
@@ -69,13 +78,19 @@ func WriteAgentConfigFor(t testing.TB, o AgentOptions) AgentConfig {
 	if o.CheckinURL == "" {
 		o.CheckinURL = fmt.Sprintf("http://127.0.0.1:%d", o.CheckinPort)
 	}
+	if o.CollectionInterval == 0 {
+		o.CollectionInterval = time.Second
+	}
+	if o.ReconcileInterval == 0 {
+		o.ReconcileInterval = 2 * time.Second
+	}
 	doc := fmt.Sprintf(`version: v1alpha1
 controller:
   pidFile: %[1]s/premiscale.pid
   healthcheck: {host: 127.0.0.1, port: %[2]d}
   temporal: {address: %[3]q, namespace: default, taskQueue: %[4]q}
   databases:
-    collectionInterval: 1s
+    collectionInterval: %[16]s
     hostConnectionTimeout: 20s
     state:
       type: mysql
@@ -84,7 +99,7 @@ controller:
       type: influxdb
       connection: {url: %[9]q, database: %[10]q}
   checkin: {listen: "127.0.0.1:%[13]d", url: %[14]q}
-  reconciliation: {interval: 2s}
+  reconciliation: {interval: %[17]s}
   autoscale:
     hosts:
       - name: %[11]s
@@ -92,7 +107,8 @@ controller:
     groups: %[12]s
 `, dir, FreePort(t), TemporalAddress(t), "tq-"+UniqueName(t, "q"),
 		mysql.Connection.URL, mysql.Connection.Database, mysql.Connection.Credentials.Username, mysql.Connection.Credentials.Password,
-		influx.Connection.URL, influx.Connection.Database, o.Host, groups, o.CheckinPort, o.CheckinURL, o.URI)
+		influx.Connection.URL, influx.Connection.Database, o.Host, groups, o.CheckinPort, o.CheckinURL, o.URI,
+		o.CollectionInterval, o.ReconcileInterval)
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
