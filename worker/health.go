@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -41,10 +42,12 @@ func (w *Worker) serveReady(rw http.ResponseWriter, r *http.Request) {
 }
 
 func (w *Worker) readiness(r *http.Request) readiness {
-	// The checks run side by side, each bounded by checkTimeout and reused for checkTTL.
+	// The checks run side by side, each bounded by checkTimeout and reused for checkTTL. A
+	// prober that hangs up early must not leave a cancelled check behind as the cached result.
+	ctx := context.WithoutCancel(r.Context())
 	var wg sync.WaitGroup
 	for _, d := range w.deps {
-		wg.Go(func() { d.probe(r.Context()) })
+		wg.Go(func() { d.probe(ctx) })
 	}
 	wg.Wait()
 
