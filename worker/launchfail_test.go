@@ -50,8 +50,8 @@ func TestFailedLaunchLeavesNothingBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.store.Close()
-	a := f.startAgent()
-	defer a.Close()
+	a := f.startWorker()
+	defer a.stop(t)
 
 	first := group + "-1"
 	var rec state.Instance

@@ -59,8 +59,8 @@ func TestGroupAtZeroReadsItsChecks(t *testing.T) {
 	f := newFixtureFrom(t, ac)
 	f.writePoint(900, time.Now())
 
-	a := f.startAgent()
-	defer a.Close()
+	a := f.startWorker()
+	defer a.stop(t)
 	ctl := a.Groups()
 	f.waitFor(ctl, "one instance for the fresh reading above upper", time.Minute, running(1))
 	time.Sleep(3 * f.cfg.Controller.Reconciliation.Interval.Duration)
@@ -84,8 +84,8 @@ func TestStaleQueryDataHoldsAndIsLoggedOnce(t *testing.T) {
 	f := newFixtureFrom(t, ac)
 	f.writePoint(500, time.Now())
 
-	a := f.startAgent()
-	defer a.Close()
+	a := f.startWorker()
+	defer a.stop(t)
 	ctl := a.Groups()
 	f.waitFor(ctl, "the minimum of 1", time.Minute, running(1))
 	stale := func() []state.ScalingEvent {
@@ -162,8 +162,8 @@ func TestBuiltinMeanCoversTwoCollectionIntervals(t *testing.T) {
 		t.Fatalf("cpu check window = %s, want two collection intervals (%s)", w, 2*every)
 	}
 	f := newFixtureFrom(t, ac)
-	a := f.startAgent()
-	defer a.Close()
+	a := f.startWorker()
+	defer a.stop(t)
 	ctl := a.Groups()
 	f.waitFor(ctl, "the one instance", time.Minute, running(1))
 

@@ -72,14 +72,8 @@ func replayHistory(t *testing.T, hist *historypb.History, workflowID, saveAs str
 func TestGroupLifecycleHistoriesReplay(t *testing.T) {
 	f := newFixture(t, "{minNodes: 1, maxNodes: 3, increment: 2, cooldown: 0, scaleIn: {stabilizationWindow: 0}, resourceTarget: {cpu: 50}}")
 	ctx := context.Background()
-	a, err := New(ctx, f.cfg, Options{Logger: quietLogger()})
-	if err != nil {
-		t.Fatalf("new agent: %v", err)
-	}
-	defer a.Close()
-	if err := a.Start(ctx); err != nil {
-		t.Fatalf("start agent: %v", err)
-	}
+	a := f.runWorker(Options{})
+	defer a.stop(t)
 	gs, err := f.cfg.Controller.GroupSpec(f.group, f.cfg.Controller.Autoscale.Groups[f.group])
 	if err != nil {
 		t.Fatal(err)

@@ -1,16 +1,20 @@
-// Package worker wires a PremiScale agent together: the Temporal client, a worker on the
-// shared task queue (workflows and database activities), one worker per served host (that
-// host's libvirt activities), the groups from the config, and the health endpoint.
+// Package worker runs a PremiScale worker: its connections to Temporal, MySQL, InfluxDB and
+// every served host's libvirt, a Temporal worker on the shared task queue (workflows and
+// database activities) and one per served host (that host's libvirt activities), the check-in
+// and health endpoints, the collectors, and the groups from the config.
+//
+// Each of these is a component, and all of them run in one errgroup with one way to stop (see
+// components). Start-up waits for dependencies that are not there yet, if asked to, and the
+// health endpoint, which starts first, says what it waits for.
 package worker
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -31,89 +35,209 @@ import (
 	"github.com/premiscale/premiscale/workflows"
 )
 
-// Options tune an agent beyond its config file.
+// Options tune a worker beyond its config file.
 type Options struct {
 	Logger *slog.Logger
 	// StartGroups starts (or updates) every group in the config once the workers run.
 	StartGroups bool
-	// Hosts limits the hosts this agent serves; empty serves every host in the config.
+	// Hosts limits the hosts this worker serves; empty serves every host in the config.
 	Hosts []string
-	// Ready, if set, is called by Run once the agent is fully started.
+	// WaitForDependencies makes start-up retry a dependency that does not answer (with
+	// back-off, logging each attempt) instead of failing at once.
+	WaitForDependencies bool
+	// WaitTimeout bounds that wait; 0 waits until the context ends.
+	WaitTimeout time.Duration
+	// Started, if set, is called once the health endpoint listens; the worker may still be
+	// waiting for its dependencies.
+	Started func() error
+	// Ready, if set, is called once the Temporal workers run and the config's groups are started.
 	Ready func() error
+	// Notify, if set, is sent systemd notify states: STATUS=… while waiting, READY=1 once
+	// ready, STOPPING=1 when stopping.
+	Notify func(state string) error
 }
 
-// Agent is a running PremiScale worker.
-type Agent struct {
-	cfg      *config.Config
-	opts     Options
-	log      *slog.Logger
+// Phases of a worker's life, as /readyz reports them.
+const (
+	phaseNew      = "not started"
+	phaseWaiting  = "waiting for dependencies"
+	phaseStarting = "starting"
+	phaseRunning  = "running"
+	phaseStopping = "stopping"
+)
+
+// Worker is a PremiScale worker. Build it with New and run it with Run, once.
+type Worker struct {
+	cfg     *config.Config
+	opts    Options
+	log     *slog.Logger
+	backoff backoff
+	started time.Time
+
+	hosts []*servedHost
+	deps  []*dependency
+
+	// Made by the dependencies' connect; used only after they are up.
 	temporal client.Client
 	store    *state.Store
 	metrics  *influxdb.Client
-	conns    map[string]*libvirt.Conn
-	workers  []sdkworker.Worker
-	health   *http.Server
-	checkin  *http.Server
 	secret   []byte
-	// stop ends the collectors; wg waits for them.
-	stop context.CancelFunc
-	wg   sync.WaitGroup
-	// HealthAddr and CheckinAddr are where the health and check-in endpoints listen, once started.
-	HealthAddr, CheckinAddr string
+	conns    map[string]*libvirt.Conn
+
+	mu                      sync.Mutex
+	phase                   string
+	healthAddr, checkinAddr string
 }
 
-// New connects to MySQL (applying migrations), InfluxDB, Temporal and every served host.
-// On error, whatever was opened is closed again.
-func New(ctx context.Context, cfg *config.Config, opts Options) (a *Agent, err error) {
+// servedHost is a host this worker serves, with where the config names it.
+type servedHost struct {
+	config.Host
+	uri, key string
+	conn     *libvirt.Conn
+}
+
+// New checks what the config says about the worker's dependencies and prepares them; it does
+// not connect to anything. Its errors are configuration errors.
+func New(cfg *config.Config, opts Options) (*Worker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	a = &Agent{cfg: cfg, opts: opts, log: opts.Logger, conns: map[string]*libvirt.Conn{}}
-	defer func() {
-		if err != nil {
-			a.Close()
-			a = nil
-		}
-	}()
+	w := &Worker{
+		cfg: cfg, opts: opts, log: opts.Logger, phase: phaseNew,
+		backoff: backoff{initial: time.Second, max: 30 * time.Second},
+		conns:   map[string]*libvirt.Conn{},
+	}
 	c := cfg.Controller
-	if a.store, err = state.Open(ctx, c.Databases.State); err != nil {
-		return nil, fmt.Errorf("open state database: %w", err)
-	}
-	if a.metrics, err = influxdb.New(c.Databases.Timeseries.InfluxOptions(), a.log); err != nil {
-		return nil, fmt.Errorf("open time-series database: %w", err)
-	}
-	if err = a.metrics.EnsureDatabase(ctx); err != nil {
-		return nil, fmt.Errorf("prepare time-series database: %w", err)
-	}
-	if a.secret, err = a.checkinSecret(ctx); err != nil {
-		return nil, err
-	}
-	a.temporal, err = client.DialContext(ctx, client.Options{
-		HostPort:  c.Temporal.Address,
-		Namespace: c.Temporal.Namespace,
-		Logger:    tlog.NewStructuredLogger(a.log.With("component", "temporal")),
-	})
+	m, err := influxdb.New(c.Databases.Timeseries.InfluxOptions(), w.log)
 	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w", c.Temporal.Address, c.Temporal.Namespace, err)
+		return nil, fmt.Errorf("controller.databases.timeseries: %w", err)
 	}
-	for _, h := range a.servedHosts() {
+	w.metrics = m
+	served := w.servedHosts()
+	for i, h := range c.Autoscale.Hosts {
+		if !slices.ContainsFunc(served, func(s config.Host) bool { return s.Name == h.Name }) {
+			continue
+		}
 		uri, err := h.LibvirtURI()
 		if err != nil {
-			return nil, fmt.Errorf("host %s: %w", h.Name, err)
+			m.Close()
+			return nil, fmt.Errorf("controller.autoscale.hosts[%d]: %w", i, err)
 		}
-		conn, err := libvirt.Dial(ctx, uri, libvirt.Options{
-			CallTimeout: c.Databases.HostConnectionTimeout.Duration,
-			Logger:      a.log.With("host", h.Name),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("connect to host %s at %s: %w", h.Name, uri, err)
+		key := fmt.Sprintf("controller.autoscale.hosts[%d].uri", i)
+		if h.URI == "" {
+			key = fmt.Sprintf("controller.autoscale.hosts[%d].address", i)
 		}
-		a.conns[h.Name] = conn
+		w.hosts = append(w.hosts, &servedHost{Host: h, uri: uri, key: key})
 	}
-	return a, nil
+	for _, want := range opts.Hosts {
+		if !slices.ContainsFunc(w.hosts, func(h *servedHost) bool { return h.Name == want }) {
+			m.Close()
+			return nil, fmt.Errorf("host %s is not in controller.autoscale.hosts", want)
+		}
+	}
+	w.deps = append(w.deps, w.temporalDependency(), w.stateDependency(), w.timeseriesDependency())
+	for _, h := range w.hosts {
+		w.deps = append(w.deps, w.hostDependency(h))
+	}
+	return w, nil
 }
 
-func (a *Agent) servedHosts() []config.Host {
+func (w *Worker) temporalDependency() *dependency {
+	t := w.cfg.Controller.Temporal
+	const key = "controller.temporal.address"
+	return &dependency{
+		name:    "temporal",
+		target:  fmt.Sprintf("Temporal at %s (namespace %s)", t.Address, t.Namespace),
+		key:     key,
+		failure: fmt.Sprintf("connect to Temporal at %s (namespace %s; %s)", t.Address, t.Namespace, key),
+		connect: func(ctx context.Context) error {
+			tc, err := client.DialContext(ctx, client.Options{
+				HostPort:  t.Address,
+				Namespace: t.Namespace,
+				Logger:    tlog.NewStructuredLogger(w.log.With("component", "temporal")),
+			})
+			if err != nil {
+				return err
+			}
+			w.temporal = tc
+			return nil
+		},
+		check: func(ctx context.Context) error {
+			_, err := w.temporal.CheckHealth(ctx, &client.CheckHealthRequest{})
+			return err
+		},
+		close: func() { w.temporal.Close() },
+	}
+}
+
+func (w *Worker) stateDependency() *dependency {
+	db := w.cfg.Controller.Databases.State
+	const key = "controller.databases.state.connection.url"
+	return &dependency{
+		name:    "mysql",
+		target:  fmt.Sprintf("MySQL at %s (database %s)", db.Connection.URL, db.Connection.Database),
+		key:     key,
+		failure: fmt.Sprintf("open the state database (%s)", key),
+		connect: func(ctx context.Context) error {
+			store, err := state.Open(ctx, db)
+			if err != nil {
+				return err
+			}
+			w.store = store
+			if w.secret, err = w.checkinSecret(ctx); err != nil {
+				store.Close()
+				w.store = nil
+				return err
+			}
+			return nil
+		},
+		check: func(ctx context.Context) error { return w.store.Ping(ctx) },
+		close: func() { _ = w.store.Close() },
+	}
+}
+
+func (w *Worker) timeseriesDependency() *dependency {
+	ts := w.cfg.Controller.Databases.Timeseries
+	const key = "controller.databases.timeseries.connection.url"
+	return &dependency{
+		name:    "influxdb",
+		target:  fmt.Sprintf("InfluxDB at %s (database %s)", ts.Connection.URL, ts.Connection.Database),
+		key:     key,
+		failure: fmt.Sprintf("prepare the time-series database (%s)", key),
+		connect: w.metrics.EnsureDatabase,
+		check:   w.metrics.Ping,
+		close:   w.metrics.Close,
+	}
+}
+
+func (w *Worker) hostDependency(h *servedHost) *dependency {
+	timeout := w.cfg.Controller.Databases.HostConnectionTimeout.Duration
+	return &dependency{
+		name:    "libvirt/" + h.Name,
+		target:  fmt.Sprintf("libvirt at %s (host %s)", h.uri, h.Name),
+		key:     h.key,
+		failure: fmt.Sprintf("connect to host %s (%s)", h.Name, h.key),
+		connect: func(ctx context.Context) error {
+			conn, err := libvirt.Dial(ctx, h.uri, libvirt.Options{CallTimeout: timeout, Logger: w.log.With("host", h.Name)})
+			if err != nil {
+				return err
+			}
+			h.conn = conn
+			return nil
+		},
+		check: func(ctx context.Context) error {
+			_, err := h.conn.HostInfo(ctx)
+			return err
+		},
+		close: func() {
+			if err := h.conn.Close(); err != nil {
+				w.log.Warn("close libvirt connection", "host", h.Name, "error", err)
+			}
+		},
+	}
+}
+
+func (a *Worker) servedHosts() []config.Host {
 	hosts := a.cfg.Controller.Autoscale.Hosts
 	if len(a.opts.Hosts) == 0 {
 		return hosts
@@ -129,44 +253,138 @@ func (a *Agent) servedHosts() []config.Host {
 	return out
 }
 
-// Start runs the Temporal workers and the health endpoint, then starts the config's groups.
-func (a *Agent) Start(ctx context.Context) error {
+// Run runs the worker until ctx ends (SIGTERM/SIGINT) or a component fails, then stops every
+// component, the last started first, and closes the connections. It returns nil when ctx
+// ended, else what failed.
+func (w *Worker) Run(ctx context.Context) error {
+	w.started = time.Now()
+	comps := newComponents(ctx, w.log, w.stopping)
+	comps.goStartup(func(ctx context.Context) error { return w.startup(ctx, comps) })
+	return comps.wait()
+}
+
+// Run builds a worker from cfg and runs it; see Worker.Run.
+func Run(ctx context.Context, cfg *config.Config, opts Options) error {
+	w, err := New(cfg, opts)
+	if err != nil {
+		return err
+	}
+	return w.Run(ctx)
+}
+
+// startup starts the components in order: the health endpoint first, so probes answer while
+// the worker waits; then every dependency, side by side; then what uses them.
+func (w *Worker) startup(ctx context.Context, comps *components) error {
+	if err := comps.start(w.healthComponent()); err != nil {
+		return err
+	}
+	if w.opts.Started != nil {
+		if err := w.opts.Started(); err != nil {
+			return err
+		}
+	}
+	w.setPhase(phaseWaiting)
+	deps := make([]component, 0, len(w.deps))
+	for _, d := range w.deps {
+		deps = append(deps, w.dependencyComponent(d))
+	}
+	if err := comps.start(deps...); err != nil {
+		return err
+	}
+	w.setPhase(phaseStarting)
+	for _, h := range w.hosts {
+		w.conns[h.Name] = h.conn
+	}
+	if err := comps.start(w.checkinComponent()); err != nil {
+		return err
+	}
+	if err := comps.start(w.collectorComponents()...); err != nil {
+		return err
+	}
+	if err := comps.start(w.temporalWorkerComponents()...); err != nil {
+		return err
+	}
+	w.log.Info("workers started", "task_queue", w.cfg.Controller.Temporal.TaskQueue, "hosts", len(w.conns))
+	if w.opts.StartGroups {
+		if err := w.applyGroups(ctx); err != nil {
+			return err
+		}
+	}
+	w.setPhase(phaseRunning)
+	w.notify("READY=1")
+	w.notify(fmt.Sprintf("STATUS=running: task queue %s, %d hosts", w.cfg.Controller.Temporal.TaskQueue, len(w.conns)))
+	if w.opts.Ready != nil {
+		return w.opts.Ready()
+	}
+	return nil
+}
+
+// stopping is called once, when the worker begins to stop.
+func (w *Worker) stopping() {
+	w.setPhase(phaseStopping)
+	w.log.Info("shutting down")
+	w.notify("STOPPING=1")
+}
+
+func (w *Worker) notify(state string) {
+	if w.opts.Notify == nil {
+		return
+	}
+	if err := w.opts.Notify(state); err != nil {
+		w.log.Warn("systemd notify failed", "state", state, "error", err)
+	}
+}
+
+func (w *Worker) setPhase(p string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.phase = p
+}
+
+func (w *Worker) temporalWorkerComponents() []component {
+	queues := []string{w.cfg.Controller.Temporal.TaskQueue}
+	for _, h := range w.servedHosts() {
+		queues = append(queues, spec.HostTaskQueue(h.Name))
+	}
+	workers := w.temporalWorkers()
+	comps := make([]component, len(workers))
+	for i, tw := range workers {
+		comps[i] = component{name: "Temporal worker " + queues[i], run: func(ctx context.Context, up func()) error {
+			if err := tw.Start(); err != nil {
+				return fmt.Errorf("start Temporal worker on task queue %s: %w", queues[i], err)
+			}
+			up()
+			<-ctx.Done()
+			// In-flight activities are cancelled and retried by another worker.
+			tw.Stop()
+			return nil
+		}}
+	}
+	return comps
+}
+
+// temporalWorkers makes the shared task queue's worker, with the workflows and the database
+// activities, and one worker per served host with its libvirt activities.
+func (a *Worker) temporalWorkers() []sdkworker.Worker {
 	c := a.cfg.Controller
+	var workers []sdkworker.Worker
 	shared := sdkworker.New(a.temporal, c.Temporal.TaskQueue, sdkworker.Options{})
 	shared.RegisterWorkflow(workflows.GroupWorkflow)
 	shared.RegisterWorkflow(workflows.InstanceWorkflow)
 	shared.RegisterActivity(&activities.Activities{Store: a.store, Metrics: influxdb.Sources(a.metrics), Logger: a.log})
-	a.workers = append(a.workers, shared)
+	workers = append(workers, shared)
 	for _, h := range a.servedHosts() {
 		w := sdkworker.New(a.temporal, spec.HostTaskQueue(h.Name), sdkworker.Options{})
 		w.RegisterActivity(&activities.HostActivities{
 			Host: h.Name, Hyper: a.conns[h.Name], Logger: a.log.With("host", h.Name),
 			CheckinURL: func(instance string) string { return checkin.URL(c.Checkin.URL, a.secret, instance) },
 		})
-		a.workers = append(a.workers, w)
+		workers = append(workers, w)
 	}
-	for _, w := range a.workers {
-		if err := w.Start(); err != nil {
-			return fmt.Errorf("start Temporal worker: %w", err)
-		}
-	}
-	a.log.Info("workers started", "task_queue", c.Temporal.TaskQueue, "hosts", len(a.conns))
-	if err := a.startHealth(); err != nil {
-		return err
-	}
-	if err := a.startCheckin(); err != nil {
-		return err
-	}
-	a.startCollectors()
-	if a.opts.StartGroups {
-		if err := a.applyGroups(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
+	return workers
 }
 
-func (a *Agent) applyGroups(ctx context.Context) error {
+func (a *Worker) applyGroups(ctx context.Context) error {
 	ctl := a.Groups()
 	specs, err := a.cfg.GroupSpecs()
 	if err != nil {
@@ -187,142 +405,86 @@ func (a *Agent) applyGroups(ctx context.Context) error {
 	return nil
 }
 
-// Groups returns a group controller on this agent's Temporal client and state store.
-func (a *Agent) Groups() *groupctl.Client {
-	return &groupctl.Client{Temporal: a.temporal, TaskQueue: a.cfg.Controller.Temporal.TaskQueue, Store: a.store}
+// Groups returns a group controller on this worker's Temporal client and state store; use it
+// once the worker is ready.
+func (w *Worker) Groups() *groupctl.Client {
+	return &groupctl.Client{Temporal: w.temporal, TaskQueue: w.cfg.Controller.Temporal.TaskQueue, Store: w.store}
 }
 
-func (a *Agent) startHealth() error {
-	hc := a.cfg.Controller.Healthcheck
-	ln, err := net.Listen("tcp", net.JoinHostPort(hc.Host, strconv.Itoa(hc.Port)))
-	if err != nil {
-		return fmt.Errorf("listen for health checks on controller.healthcheck %s:%d: %w", hc.Host, hc.Port, err)
-	}
-	a.HealthAddr = ln.Addr().String()
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", a.serveHealth)
-	a.health = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := a.health.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("health endpoint stopped", "error", err)
-		}
-	}()
-	return nil
-}
-
-func (a *Agent) serveHealth(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	status := map[string]string{"temporal": "ok"}
-	code := http.StatusOK
-	if _, err := a.temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-		status["temporal"] = err.Error()
-		code = http.StatusServiceUnavailable
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(status)
-}
+// Temporal returns the worker's Temporal client, once the worker is ready.
+func (w *Worker) Temporal() client.Client { return w.temporal }
 
 // checkinSecret is controller.checkin.secret, or else one generated once and kept in MySQL,
-// so every agent signs and checks the same tokens.
-func (a *Agent) checkinSecret(ctx context.Context) ([]byte, error) {
-	if s := a.cfg.Controller.Checkin.Secret; s != "" {
+// so every worker signs and checks the same tokens.
+func (w *Worker) checkinSecret(ctx context.Context) ([]byte, error) {
+	if s := w.cfg.Controller.Checkin.Secret; s != "" {
 		return []byte(s), nil
 	}
-	secret, err := a.store.Secret(ctx, checkin.SecretSetting, checkin.NewSecret)
+	secret, err := w.store.Secret(ctx, checkin.SecretSetting, checkin.NewSecret)
 	if err != nil {
 		return nil, fmt.Errorf("load the check-in secret: %w", err)
 	}
 	return secret, nil
 }
 
-func (a *Agent) startCheckin() error {
-	listen := a.cfg.Controller.Checkin.Listen
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("listen for check-ins on controller.checkin.listen %s: %w", listen, err)
-	}
-	a.CheckinAddr = ln.Addr().String()
-	srv := &checkin.Server{Secret: a.secret, Instances: a.store, Signaler: a.temporal, Logger: a.log.With("component", "checkin")}
-	a.checkin = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
-	go func() {
-		if err := a.checkin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("check-in endpoint stopped", "error", err)
+func (w *Worker) checkinComponent() component {
+	return component{name: "check-in endpoint", run: func(ctx context.Context, up func()) error {
+		listen := w.cfg.Controller.Checkin.Listen
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return fmt.Errorf("listen for check-ins on controller.checkin.listen %s: %w", listen, err)
 		}
-	}()
-	a.log.Info("check-in endpoint listening", "address", a.CheckinAddr, "url", a.cfg.Controller.Checkin.URL)
-	return nil
+		w.mu.Lock()
+		w.checkinAddr = ln.Addr().String()
+		w.mu.Unlock()
+		srv := &checkin.Server{Secret: w.secret, Instances: w.store, Signaler: w.temporal, Logger: w.log.With("component", "checkin")}
+		w.log.Info("check-in endpoint listening", "address", ln.Addr().String(), "url", w.cfg.Controller.Checkin.URL)
+		up()
+		return serveHTTP(ctx, &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}, ln)
+	}}
 }
 
-// startCollectors samples every served host's domains into InfluxDB until Close.
-func (a *Agent) startCollectors() {
-	ctx, cancel := context.WithCancel(context.Background())
-	a.stop = cancel
-	interval := a.cfg.Controller.Databases.CollectionInterval.Duration
-	for name, conn := range a.conns {
-		c := collector.New(name, conn, a.metrics, interval, a.log.With("component", "collector", "host", name))
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
+// collectorComponents sample every served host's domains into InfluxDB.
+func (w *Worker) collectorComponents() []component {
+	interval := w.cfg.Controller.Databases.CollectionInterval.Duration
+	var comps []component
+	for _, h := range w.hosts {
+		c := collector.New(h.Name, h.conn, w.metrics, interval, w.log)
+		comps = append(comps, component{name: "collector " + h.Name, run: func(ctx context.Context, up func()) error {
+			up()
 			c.Run(ctx)
-		}()
+			return nil
+		}})
 	}
+	return comps
 }
 
-// Close stops the workers (in-flight activities are cancelled and retried elsewhere) and
-// closes every connection. It is safe on a partly built Agent.
-func (a *Agent) Close() {
-	for _, w := range a.workers {
-		w.Stop()
-	}
-	a.workers = nil
-	if a.stop != nil {
-		a.stop()
-		a.wg.Wait()
-	}
-	for _, srv := range []*http.Server{a.health, a.checkin} {
-		if srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = srv.Shutdown(ctx)
-			cancel()
+func (w *Worker) healthComponent() component {
+	return component{name: "health endpoint", run: func(ctx context.Context, up func()) error {
+		hc := w.cfg.Controller.Healthcheck
+		ln, err := net.Listen("tcp", net.JoinHostPort(hc.Host, strconv.Itoa(hc.Port)))
+		if err != nil {
+			return fmt.Errorf("listen for health checks on controller.healthcheck %s:%d: %w", hc.Host, hc.Port, err)
 		}
-	}
-	for name, c := range a.conns {
-		if err := c.Close(); err != nil {
-			a.log.Warn("close libvirt connection", "host", name, "error", err)
-		}
-	}
-	if a.temporal != nil {
-		a.temporal.Close()
-	}
-	if a.metrics != nil {
-		a.metrics.Close()
-	}
-	if a.store != nil {
-		_ = a.store.Close()
-	}
+		w.mu.Lock()
+		w.healthAddr = ln.Addr().String()
+		w.mu.Unlock()
+		w.log.Info("health endpoint listening", "address", ln.Addr().String())
+		up()
+		return serveHTTP(ctx, &http.Server{Handler: w.healthHandler(), ReadHeaderTimeout: 5 * time.Second}, ln)
+	}}
 }
 
-// Run is the agent's main loop: start, then wait for ctx to end (SIGTERM/SIGINT), then stop.
-func Run(ctx context.Context, cfg *config.Config, opts Options) error {
-	a, err := New(ctx, cfg, opts)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	if err := a.Start(ctx); err != nil {
-		return err
-	}
-	if opts.Ready != nil {
-		if err := opts.Ready(); err != nil {
-			return err
-		}
-	}
-	<-ctx.Done()
-	a.log.Info("shutting down")
-	return nil
+// HealthAddr and CheckinAddr are where the health and check-in endpoints listen, once started.
+func (w *Worker) HealthAddr() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.healthAddr
 }
 
-// Temporal returns the agent's Temporal client.
-func (a *Agent) Temporal() client.Client { return a.temporal }
+// CheckinAddr: see HealthAddr.
+func (w *Worker) CheckinAddr() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.checkinAddr
+}

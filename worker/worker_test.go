@@ -23,7 +23,7 @@ import (
 // testPool is the storage pool every test:///default driver has.
 const testPool = testservices.TestPool
 
-// fixture is one agent's worth of real services, with names unique to the test.
+// fixture is one worker's worth of real services, with names unique to the test.
 type fixture struct {
 	t      *testing.T
 	cfg    *config.Config
@@ -72,18 +72,60 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func (f *fixture) startAgent() *Agent {
+// runningWorker is a worker run by a test, in process.
+type runningWorker struct {
+	*Worker
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// startWorker runs a worker that starts the config's group; see runWorker.
+func (f *fixture) startWorker() *runningWorker {
 	f.t.Helper()
-	ctx := context.Background()
-	a, err := New(ctx, f.cfg, Options{Logger: quietLogger(), StartGroups: true})
+	return f.runWorker(Options{StartGroups: true})
+}
+
+// runWorker runs a worker on the fixture's config (failing at once if a dependency is
+// missing) and returns once it is ready. stop ends it.
+func (f *fixture) runWorker(opts Options) *runningWorker {
+	f.t.Helper()
+	ready := make(chan struct{})
+	opts.Logger = quietLogger()
+	opts.Ready = func() error { close(ready); return nil }
+	w, err := New(f.cfg, opts)
 	if err != nil {
-		f.t.Fatalf("new agent: %v", err)
+		f.t.Fatalf("new worker: %v", err)
 	}
-	if err := a.Start(ctx); err != nil {
-		a.Close()
-		f.t.Fatalf("start agent: %v", err)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningWorker{Worker: w, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- w.Run(ctx) }()
+	select {
+	case <-ready:
+	case err := <-r.done:
+		cancel()
+		f.t.Fatalf("worker stopped during start-up: %v", err)
+	case <-time.After(2 * time.Minute):
+		cancel()
+		f.t.Fatal("worker not ready within 2 minutes")
 	}
-	return a
+	return r
+}
+
+// stop cancels the worker's context, as SIGTERM does, and waits for it to stop cleanly.
+func (r *runningWorker) stop(t *testing.T) {
+	t.Helper()
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("worker stopped with %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Error("worker did not stop within a minute of its context ending")
+		}
+	})
 }
 
 // waitFor polls the group's status until ok accepts it.
@@ -212,8 +254,8 @@ func (f *fixture) deleteGroup(ctl *groupctl.Client) {
 
 func TestGroupFollowsLoadOnRealServices(t *testing.T) {
 	f := newFixture(t, "{minNodes: 1, maxNodes: 4, increment: 2, cooldown: 0, scaleIn: {stabilizationWindow: 0}, resourceTarget: {cpu: 50}}")
-	a := f.startAgent()
-	defer a.Close()
+	a := f.startWorker()
+	defer a.stop(t)
 	ctl := a.Groups()
 
 	f.waitFor(ctl, "the minimum of 1 running instance", time.Minute, running(1))
@@ -268,9 +310,9 @@ func TestGroupFollowsLoadOnRealServices(t *testing.T) {
 
 func TestReplacementWorkerFinishesScaleOutWithoutDuplicates(t *testing.T) {
 	f := newFixture(t, "{minNodes: 3, maxNodes: 3, increment: 3, cooldown: 0, resourceTarget: {cpu: 50}}")
-	first := f.startAgent()
+	first := f.startWorker()
 	ctl := first.Groups()
-	// Stop the first agent as soon as the scale-out is under way: some instances are being
+	// Stop the first worker as soon as the scale-out is under way: some instances are being
 	// created, the rest not yet.
 	deadline := time.Now().Add(time.Minute)
 	for len(f.domainNames()) == 0 {
@@ -279,13 +321,13 @@ func TestReplacementWorkerFinishesScaleOutWithoutDuplicates(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	first.Close()
-	t.Logf("first agent stopped with domains %v", f.domainNames())
+	first.stop(t)
+	t.Logf("first worker stopped with domains %v", f.domainNames())
 
-	second := f.startAgent()
-	defer second.Close()
+	second := f.startWorker()
+	defer second.stop(t)
 	ctl = second.Groups()
-	f.waitFor(ctl, "3 running instances after the replacement agent took over", 3*time.Minute, running(3))
+	f.waitFor(ctl, "3 running instances after the replacement worker took over", 3*time.Minute, running(3))
 	want := []string{f.group + "-1", f.group + "-2", f.group + "-3"}
 	if got := f.domainNames(); !slices.Equal(got, want) {
 		t.Errorf("libvirt has domains %v, want exactly %v", got, want)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -311,15 +312,15 @@ func TestDaemonAndPidFile(t *testing.T) {
 		t.Fatalf("daemon pid %d from %s is not running", pid, pidFile)
 	}
 
-	// A second agent on the same pid file refuses to start and names the running one.
+	// A second worker on the same pid file refuses to start and names the running one.
 	r = run(t, 60*time.Second, "-d", "-c", ac.Path, "--pid-file", pidFile)
-	if want := fmt.Sprintf("another premiscale agent (pid %d) is running with pid file %s", pid, pidFile); r.code == 0 || !strings.Contains(r.stderr, want) {
-		t.Errorf("second agent: exit %d, stderr %q; want a refusal saying %q", r.code, r.stderr, want)
+	if want := fmt.Sprintf("another premiscale worker (pid %d) is running with pid file %s", pid, pidFile); r.code == 0 || !strings.Contains(r.stderr, want) {
+		t.Errorf("second worker: exit %d, stderr %q; want a refusal saying %q", r.code, r.stderr, want)
 	}
 
 	stopDaemon(t, pid, pidFile)
 
-	// A pid file left by a crashed agent is stale and is taken over.
+	// A pid file left by a crashed worker is stale and is taken over.
 	if err := os.WriteFile(pidFile, []byte("999999\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -332,6 +333,9 @@ func TestDaemonAndPidFile(t *testing.T) {
 	if newPid == 999999 {
 		t.Fatal("stale pid file was not replaced")
 	}
+	// The pid file is written once the health endpoint listens; the workers start once the
+	// dependencies answer.
+	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", ac.Config.Controller.Healthcheck.Port), http.StatusOK, time.Minute)
 	logData, err := os.ReadFile(filepath.Join(filepath.Dir(pidFile), "premiscale.log"))
 	if err != nil || !strings.Contains(string(logData), `"msg":"workers started"`) {
 		t.Errorf("daemon log beside the pid file lacks the start message (%v):\n%s", err, logData)

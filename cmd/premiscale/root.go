@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +23,9 @@ type globalFlags struct {
 	logStdout  bool
 	pidFile    string
 	debug      bool
+	// waitForDeps and waitTimeout: see addWorkerFlags.
+	waitForDeps bool
+	waitTimeout time.Duration
 }
 
 const defaultPidFile = "/opt/premiscale/premiscale.pid"
@@ -33,7 +37,7 @@ func newRootCommand() *cobra.Command {
 		Short: "Autoscale pools of libvirt virtual machines",
 		Long: `PremiScale keeps autoscaling groups of libvirt VMs sized to their load.
 
-Run with a config file to start the agent (the same as "premiscale worker"); use the
+Run with a config file to start the worker (the same as "premiscale worker"); use the
 "group" commands to create, inspect and delete autoscaling groups.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
@@ -46,7 +50,7 @@ Run with a config file to start the agent (the same as "premiscale worker"); use
 			case g.validate:
 				return runValidate(cmd.OutOrStdout(), g.configPath)
 			}
-			return runAgent(cmd, g)
+			return runWorker(cmd, g)
 		},
 	}
 	pf := root.PersistentFlags()
@@ -54,10 +58,9 @@ Run with a config file to start the agent (the same as "premiscale worker"); use
 	pf.BoolVar(&g.logStdout, "log-stdout", false, "log to stdout (JSON) instead of a file beside the pid file")
 	pf.BoolVar(&g.debug, "debug", false, "log at debug level")
 	f := root.Flags()
-	f.BoolVarP(&g.daemon, "daemon", "d", false, "run the agent as a daemon in the background")
+	addWorkerFlags(root, g)
 	f.BoolVar(&g.validate, "validate", false, "validate the configuration file and exit")
 	f.BoolVar(&g.version, "version", false, "print the version and exit")
-	f.StringVar(&g.pidFile, "pid-file", defaultPidFile, "pid file of the agent (default: controller.pidFile from the config)")
 
 	root.AddCommand(newWorkerCommand(g), newGroupCommand(g))
 	return root

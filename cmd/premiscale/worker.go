@@ -13,27 +13,37 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/premiscale/premiscale/internal/sdnotify"
 	"github.com/premiscale/premiscale/worker"
 )
 
-// daemonChildEnv marks the re-executed background copy of a daemonizing agent.
+// daemonChildEnv marks the re-executed background copy of a daemonizing worker.
 const daemonChildEnv = "PREMISCALE_DAEMON_CHILD"
 
 func newWorkerCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "worker",
-		Short: "Run the agent: Temporal workers for the shared queue and each host, and the config's groups",
+		Short: "Run the worker: Temporal workers for the shared queue and each host, and the config's groups",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runAgent(cmd, g)
+			return runWorker(cmd, g)
 		},
 	}
-	cmd.Flags().BoolVarP(&g.daemon, "daemon", "d", false, "run the agent as a daemon in the background")
-	cmd.Flags().StringVar(&g.pidFile, "pid-file", defaultPidFile, "pid file of the agent (default: controller.pidFile from the config)")
+	addWorkerFlags(cmd, g)
 	return cmd
 }
 
-func runAgent(cmd *cobra.Command, g *globalFlags) error {
+// addWorkerFlags defines the flags of a command that runs the worker: the root command and
+// "worker".
+func addWorkerFlags(cmd *cobra.Command, g *globalFlags) {
+	f := cmd.Flags()
+	f.BoolVarP(&g.daemon, "daemon", "d", false, "run the worker as a daemon in the background")
+	f.StringVar(&g.pidFile, "pid-file", defaultPidFile, "pid file of the worker (default: controller.pidFile from the config)")
+	f.BoolVar(&g.waitForDeps, "wait-for-dependencies", true, "at start-up, wait for Temporal, MySQL, InfluxDB and the hosts' libvirt (retrying with back-off) instead of exiting")
+	f.DurationVar(&g.waitTimeout, "wait-timeout", 0, "give up waiting for dependencies after this long (0: wait until stopped)")
+}
+
+func runWorker(cmd *cobra.Command, g *globalFlags) error {
 	cfg, err := loadConfig(g)
 	if err != nil {
 		return err
@@ -58,21 +68,36 @@ func runAgent(cmd *cobra.Command, g *globalFlags) error {
 	}
 	defer closeLog()
 	if !g.logStdout && os.Getenv(daemonChildEnv) == "" {
-		fmt.Fprintf(cmd.ErrOrStderr(), "premiscale agent running (pid %d); logs: %s\n", os.Getpid(), logFile)
+		fmt.Fprintf(cmd.ErrOrStderr(), "premiscale worker running (pid %d); logs: %s\n", os.Getpid(), logFile)
 	}
-	logger.Info("agent starting", "version", version, "config", g.configPath, "pid_file", pidFile)
-	if err := worker.Run(cmd.Context(), cfg, worker.Options{Logger: logger, StartGroups: true, Ready: lock.writePid}); err != nil {
-		logger.Error("agent stopped", "error", err)
+	logger.Info("worker starting", "version", version, "config", g.configPath, "pid_file", pidFile,
+		"wait_for_dependencies", g.waitForDeps, "wait_timeout", g.waitTimeout)
+	opts := worker.Options{
+		Logger:              logger,
+		StartGroups:         true,
+		WaitForDependencies: g.waitForDeps,
+		WaitTimeout:         g.waitTimeout,
+		Notify:              sdnotify.FromEnv().Notify,
+	}
+	// The pid file says the worker is up. Waiting for dependencies is part of being up (its
+	// health endpoint says for what); without waiting, a missing dependency is a failed start.
+	if g.waitForDeps {
+		opts.Started = lock.writePid
+	} else {
+		opts.Ready = lock.writePid
+	}
+	if err := worker.Run(cmd.Context(), cfg, opts); err != nil {
+		logger.Error("worker stopped", "error", err)
 		return err
 	}
-	logger.Info("agent stopped")
+	logger.Info("worker stopped")
 	return nil
 }
 
 // daemonize starts this same command again in a new session and returns once the background
 // copy holds the pid file, or reports why it did not start.
 func daemonize(cmd *cobra.Command, pidFile, logFile string) error {
-	// Refuse early, with the same message the child would log, if an agent already runs.
+	// Refuse early, with the same message the child would log, if a worker already runs.
 	lock, err := lockPidFile(pidFile)
 	if err != nil {
 		return err
@@ -93,30 +118,31 @@ func daemonize(cmd *cobra.Command, pidFile, logFile string) error {
 	child.Stdin, child.Stdout, child.Stderr = devnull, devnull, devnull
 	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := child.Start(); err != nil {
-		return fmt.Errorf("start background agent: %w", err)
+		return fmt.Errorf("start background worker: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- child.Wait() }()
-	// The child writes its pid once it is fully started (connected, workers running), so a bad
-	// password or an unreachable Temporal is reported here rather than only in the log.
+	// The child writes its pid once it has started (see runWorker): with
+	// --wait-for-dependencies=false only once connected, so a bad password or an unreachable
+	// Temporal is reported here rather than only in the log.
 	deadline := time.After(2 * time.Minute)
 	for {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("background agent exited during start-up (%v); see %s", err, logFile)
+			return fmt.Errorf("background worker exited during start-up (%v); see %s", err, logFile)
 		case <-deadline:
-			return fmt.Errorf("background agent (pid %d) did not finish starting within 2m; see %s", child.Process.Pid, logFile)
+			return fmt.Errorf("background worker (pid %d) did not finish starting within 2m; see %s", child.Process.Pid, logFile)
 		case <-time.After(100 * time.Millisecond):
 		}
 		if b, err := os.ReadFile(pidFile); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(child.Process.Pid) {
-			fmt.Fprintf(cmd.OutOrStdout(), "premiscale agent started in the background (pid %d); pid file %s; logs %s\n", child.Process.Pid, pidFile, logFile)
+			fmt.Fprintf(cmd.OutOrStdout(), "premiscale worker started in the background (pid %d); pid file %s; logs %s\n", child.Process.Pid, pidFile, logFile)
 			return nil
 		}
 	}
 }
 
-// pidLock is an agent's claim on its pid file. The claim is an flock, so a file left behind by
-// a crashed agent is stale (nobody holds the lock) and is simply taken over.
+// pidLock is a worker's claim on its pid file. The claim is an flock, so a file left behind by
+// a crashed worker is stale (nobody holds the lock) and is simply taken over.
 type pidLock struct {
 	f    *os.File
 	path string
@@ -138,11 +164,11 @@ func lockPidFile(path string) (*pidLock, error) {
 			if pid == "" {
 				pid = "still starting"
 			}
-			return nil, fmt.Errorf("another premiscale agent (pid %s) is running with pid file %s", pid, path)
+			return nil, fmt.Errorf("another premiscale worker (pid %s) is running with pid file %s", pid, path)
 		}
 		return nil, fmt.Errorf("lock pid file %s: %w", path, err)
 	}
-	// Until the agent is ready the file is held but empty: a stale pid must not look current.
+	// Until the worker has started the file is held but empty: a stale pid must not look current.
 	if err := f.Truncate(0); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("write pid file %s: %w", path, err)

@@ -1,0 +1,182 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Bounds on talking to a dependency. A connection attempt is bounded by the client's own
+// timeouts too; attemptTimeout only stops one that has none from hanging start-up.
+const (
+	attemptTimeout = 45 * time.Second
+	// checkTimeout bounds one readiness check; checkTTL is how long its result is reused, so
+	// probes, however frequent, do not hammer the services.
+	checkTimeout = 3 * time.Second
+	checkTTL     = 5 * time.Second
+)
+
+// A dependency is a service the worker cannot work without: Temporal, MySQL, InfluxDB, or a
+// served host's libvirt.
+type dependency struct {
+	// name keys the dependency in /readyz: temporal, mysql, influxdb, libvirt/<host>.
+	name string
+	// target says what it is and where, for people: "MySQL at 127.0.0.1:3306".
+	target string
+	// key is the config key that names it.
+	key string
+	// failure starts every error about it, naming target and key.
+	failure string
+	// connect makes the connection (and keeps it in the worker); check probes it once made;
+	// close releases it.
+	connect func(ctx context.Context) error
+	check   func(ctx context.Context) error
+	close   func()
+
+	// checkMu serialises checks and close, so a probe never uses a closed connection and
+	// concurrent probes share one check.
+	checkMu sync.Mutex
+
+	mu        sync.Mutex
+	connected bool
+	err       error
+	checkedAt time.Time
+}
+
+// depStatus is a dependency's state as /readyz reports it.
+type depStatus struct {
+	OK        bool       `json:"ok"`
+	Target    string     `json:"target"`
+	ConfigKey string     `json:"configKey,omitempty"`
+	Error     string     `json:"error,omitempty"`
+	CheckedAt *time.Time `json:"checkedAt,omitempty"`
+}
+
+func (d *dependency) record(err error, connected bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.err, d.checkedAt, d.connected = err, time.Now(), connected
+}
+
+func (d *dependency) status() depStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := depStatus{OK: d.connected && d.err == nil, Target: d.target, ConfigKey: d.key}
+	switch {
+	case d.err != nil:
+		s.Error = d.err.Error()
+	case !d.connected && d.checkedAt.IsZero():
+		s.Error = "connecting (first attempt under way)"
+	case !d.connected:
+		s.Error = "not connected"
+	}
+	if !d.checkedAt.IsZero() {
+		at := d.checkedAt.UTC()
+		s.CheckedAt = &at
+	}
+	return s
+}
+
+// probe re-checks a connected dependency unless its last result is still fresh. Before the
+// connection is made, the connection attempts are the checks.
+func (d *dependency) probe(ctx context.Context) {
+	d.checkMu.Lock()
+	defer d.checkMu.Unlock()
+	d.mu.Lock()
+	due := d.connected && time.Since(d.checkedAt) >= checkTTL
+	d.mu.Unlock()
+	if !due {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	d.record(d.check(ctx), true)
+}
+
+func (d *dependency) shutdown() {
+	d.checkMu.Lock()
+	defer d.checkMu.Unlock()
+	d.close()
+	d.record(fmt.Errorf("closed: the worker is stopping"), false)
+}
+
+// backoff is capped exponential back-off with jitter: attempt n waits between half and all of
+// min(initial·2^(n-1), max), so workers restarted together do not retry in step.
+type backoff struct {
+	initial, max time.Duration
+	// rand returns a number in [0, 1); nil means math/rand/v2.
+	rand func() float64
+}
+
+func (b backoff) delay(attempt int) time.Duration {
+	d := b.initial
+	for i := 1; i < attempt && d < b.max; i++ {
+		d *= 2
+	}
+	d = min(d, b.max)
+	r := rand.Float64
+	if b.rand != nil {
+		r = b.rand
+	}
+	return d/2 + time.Duration(r()*float64(d-d/2))
+}
+
+// connect makes d's connection. With waiting off, the first failure is returned, naming the
+// dependency and its config key. With waiting on, every failed attempt is logged once and
+// retried after a back-off, until it works, ctx ends, or the wait timeout passes.
+func (w *Worker) connect(ctx context.Context, d *dependency) error {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := d.connect(actx)
+		cancel()
+		if err == nil {
+			d.record(nil, true)
+			if attempt > 1 {
+				w.log.Info("dependency available", "dependency", d.name, "target", d.target, "attempts", attempt)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		err = fmt.Errorf("%s: %w", d.failure, err)
+		d.record(err, false)
+		if !w.opts.WaitForDependencies {
+			return err
+		}
+		delay := w.backoff.delay(attempt)
+		if t := w.opts.WaitTimeout; t > 0 {
+			left := t - time.Since(w.started)
+			if left <= 0 {
+				return fmt.Errorf("gave up waiting after %s (--wait-timeout): %w", t, err)
+			}
+			// The last attempt is made when the time is up.
+			delay = min(delay, left)
+		}
+		w.log.Warn("waiting for dependency", "dependency", d.name, "target", d.target, "config_key", d.key,
+			"error", err, "attempt", attempt, "retry_in", delay.Round(time.Millisecond).String())
+		w.notify(fmt.Sprintf("STATUS=waiting for %s (%s): %v", d.target, d.key, err))
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
+// dependencyComponent keeps d connected for the life of the worker.
+func (w *Worker) dependencyComponent(d *dependency) component {
+	return component{name: d.name, run: func(ctx context.Context, up func()) error {
+		if err := w.connect(ctx, d); err != nil {
+			return err
+		}
+		up()
+		<-ctx.Done()
+		d.shutdown()
+		return nil
+	}}
+}
