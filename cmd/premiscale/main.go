@@ -1,4 +1,4 @@
-// Command premiscale is the PremiScale agent (worker) and the CLI that drives autoscaling groups.
+// Command premiscale is the PremiScale worker and the CLI that drives autoscaling groups.
 package main
 
 import (

@@ -236,7 +236,7 @@ func checkinAddress(reported, remote string) (string, error) {
 }
 
 // reject answers with an error and logs one line about it; cause, when set, is logged but not
-// sent, as it may describe the agent's internals.
+// sent, as it may describe the worker's internals.
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, instance string, status int, reason string, cause error) {
 	attrs := []any{"instance", instance, "status", status, "reason", reason, "remote", r.RemoteAddr}
 	if cause != nil {

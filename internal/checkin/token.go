@@ -3,8 +3,8 @@
 // in the guest then POSTs a heartbeat to the same URL. The first check-in is passed to the
 // instance's workflow as a signal; later ones only move the instance's last-seen time.
 //
-// The token in the URL is an HMAC of the instance name under a secret shared by every agent, so
-// no per-instance token is stored and any agent can check any instance's token.
+// The token in the URL is an HMAC of the instance name under a secret shared by every worker, so
+// no per-instance token is stored and any worker can check any instance's token.
 package checkin
 
 import (

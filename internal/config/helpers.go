@@ -87,7 +87,7 @@ func (c *Config) Host(name string) (Host, bool) {
 }
 
 // Summary describes the configuration for `premiscale --validate`: what a user wants to check
-// before starting the agent. Passwords are never shown.
+// before starting the worker. Passwords are never shown.
 func (c *Config) Summary() string {
 	var b strings.Builder
 	ctl := c.Controller

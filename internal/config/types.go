@@ -3,7 +3,7 @@ package config
 
 import "time"
 
-// DefaultPath is where the agent looks for its configuration when -c is not given.
+// DefaultPath is where the worker looks for its configuration when -c is not given.
 const DefaultPath = "/opt/premiscale/config.yaml"
 
 // Version is the only configuration format version this build understands.
@@ -15,7 +15,7 @@ type Config struct {
 	Controller Controller `yaml:"controller" json:"controller"`
 }
 
-// Controller holds everything the agent (worker) and the group commands need.
+// Controller holds everything the worker and the group commands need.
 type Controller struct {
 	PidFile        string         `yaml:"pidFile" json:"pidFile"`
 	Mode           string         `yaml:"mode" json:"mode"`
@@ -27,7 +27,7 @@ type Controller struct {
 	Autoscale      Autoscale      `yaml:"autoscale" json:"autoscale"`
 }
 
-// Healthcheck is the agent's own liveness endpoint.
+// Healthcheck is the worker's own health endpoint (/livez, /readyz, /healthz).
 type Healthcheck struct {
 	Host string `yaml:"host" json:"host"`
 	Port int    `yaml:"port" json:"port"`
@@ -84,7 +84,7 @@ type Checkin struct {
 	Listen string `yaml:"listen" json:"listen"`
 	// URL is the base URL a guest uses to reach Listen (it may differ, e.g. 10.0.2.2 under user networking).
 	URL string `yaml:"url" json:"url"`
-	// Secret keys the HMAC of every instance's check-in token. Empty means the agents generate one
+	// Secret keys the HMAC of every instance's check-in token. Empty means the workers generate one
 	// and share it through the state database; set it (usually as a $VARIABLE) to pin it.
 	Secret string `yaml:"secret,omitempty" json:"-"`
 }

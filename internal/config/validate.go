@@ -92,7 +92,7 @@ func validateConfig(r *report, c *Config, baseDir string) {
 			r.add("controller.checkin.url", "%v", err)
 		}
 	}
-	// The secret is optional (the agents generate one), but a short one makes check-in tokens
+	// The secret is optional (the workers generate one), but a short one makes check-in tokens
 	// guessable.
 	if n := len(ctl.Checkin.Secret); n > 0 && n < minCheckinSecret {
 		r.add("controller.checkin.secret", "must be at least %d characters, got %d (generate one with: openssl rand -hex 32)", minCheckinSecret, n)

@@ -81,7 +81,7 @@ func (s *Store) UndoFirstCheckin(ctx context.Context, name string, at time.Time)
 }
 
 // Secret returns the shared setting called name, creating it from generate when it does not
-// exist yet. Agents that race to create it all return the value stored first, so every agent
+// exist yet. Workers that race to create it all return the value stored first, so every worker
 // signs and checks tokens with the same secret.
 func (s *Store) Secret(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
 	v, ok, err := s.setting(ctx, name)
@@ -104,7 +104,7 @@ func (s *Store) Secret(ctx context.Context, name string, generate func() ([]byte
 		return nil, fmt.Errorf("store setting %s in %s: %w", name, s.where, err)
 	}
 
-	// Re-read: another agent may have stored its value between our read and our insert.
+	// Re-read: another worker may have stored its value between our read and our insert.
 	v, ok, err = s.setting(ctx, name)
 	if err != nil {
 		return nil, err

@@ -17,8 +17,8 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migrationLockWait is how long an agent waits for another one that is migrating the same
-// database. Migrations are small, so a longer wait means the other agent is stuck.
+// migrationLockWait is how long a worker waits for another one that is migrating the same
+// database. Migrations are small, so a longer wait means the other worker is stuck.
 const migrationLockWait = 60 * time.Second
 
 type migration struct {
@@ -85,7 +85,7 @@ func lockName(database string) string {
 }
 
 // migrate applies the migrations not yet recorded in schema_migrations, holding an advisory
-// lock so agents starting together do not race. MySQL commits DDL implicitly, so the
+// lock so workers starting together do not race. MySQL commits DDL implicitly, so the
 // transaction around a migration only makes its bookkeeping atomic; the migrations themselves
 // are written to be safe to re-run (IF NOT EXISTS).
 func (s *Store) migrate(ctx context.Context, database string) error {

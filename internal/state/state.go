@@ -41,7 +41,7 @@ type Store struct {
 }
 
 // Open connects to the state database, creates it if it is absent (when the user may), and
-// applies any migrations not applied yet. Two agents opening the same database at once apply
+// applies any migrations not applied yet. Two workers opening the same database at once apply
 // each migration once between them.
 func Open(ctx context.Context, cfg config.StateDB) (*Store, error) {
 	switch strings.ToLower(cfg.Type) {
