@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -75,7 +76,15 @@ func us(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 
 func ptr(t time.Time) *time.Time { return &t }
 
-const migrationCount = 3
+// migrationCount is how many migrations the store embeds: one per file.
+func migrationCount(t *testing.T) int {
+	t.Helper()
+	files, err := filepath.Glob("migrations/*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("list migrations: %v (%d files)", err, len(files))
+	}
+	return len(files)
+}
 
 func TestOpenAppliesMigrationsOnce(t *testing.T) {
 	s, cfg := openStore(t)
@@ -86,8 +95,8 @@ func TestOpenAppliesMigrationsOnce(t *testing.T) {
 	}
 	defer s2.Close()
 	db := rawDB(t, cfg)
-	if n := countRows(t, db, "SELECT COUNT(*) FROM schema_migrations"); n != migrationCount {
-		t.Errorf("schema_migrations has %d rows after two Opens, want %d", n, migrationCount)
+	if n := countRows(t, db, "SELECT COUNT(*) FROM schema_migrations"); n != migrationCount(t) {
+		t.Errorf("schema_migrations has %d rows after two Opens, want %d", n, migrationCount(t))
 	}
 	for _, table := range []string{"groups", "instances", "scaling_events"} {
 		if n := countRows(t, db, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", cfg.Connection.Database, table); n != 1 {
@@ -120,8 +129,8 @@ func TestOpenConcurrently(t *testing.T) {
 		}
 		stores[i].Close()
 	}
-	if n := countRows(t, rawDB(t, cfg), "SELECT COUNT(*) FROM schema_migrations"); n != migrationCount {
-		t.Errorf("schema_migrations has %d rows after %d concurrent Opens, want %d", n, agents, migrationCount)
+	if n := countRows(t, rawDB(t, cfg), "SELECT COUNT(*) FROM schema_migrations"); n != migrationCount(t) {
+		t.Errorf("schema_migrations has %d rows after %d concurrent Opens, want %d", n, agents, migrationCount(t))
 	}
 }
 
