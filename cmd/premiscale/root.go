@@ -41,8 +41,7 @@ Run with a config file to start the agent (the same as "premiscale worker"); use
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
 			case g.version:
-				fmt.Fprintln(cmd.OutOrStdout(), "premiscale", version)
-				return nil
+				return printVersion(cmd.OutOrStdout())
 			case g.validate:
 				return runValidate(cmd.OutOrStdout(), g.configPath)
 			}
@@ -59,7 +58,7 @@ Run with a config file to start the agent (the same as "premiscale worker"); use
 	f.BoolVar(&g.version, "version", false, "print the version and exit")
 	f.StringVar(&g.pidFile, "pid-file", defaultPidFile, "pid file of the agent (default: controller.pidFile from the config)")
 
-	root.AddCommand(newWorkerCommand(g), newGroupCommand(g))
+	root.AddCommand(newWorkerCommand(g), newGroupCommand(g), newVersionCommand())
 	return root
 }
 
