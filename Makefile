@@ -25,8 +25,15 @@ WORKFLOWCHECK := $(GOBIN)/workflowcheck
 
 .PHONY: build test lint unit demo demo-stop bench clean up down status
 
+# The binary says what it is (premiscale version): the nearest tag, commits since and a
+# -dirty mark from git describe, and the full commit. Outside a git checkout it says "dev"
+# and the Go toolchain's own build information fills in what it knows.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+BIN ?= bin/premiscale
+
 build:
-	$(GO) build -o bin/premiscale ./cmd/premiscale
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/premiscale
 
 test: up lint
 	$(GO) test -count=1 -p 1 -timeout 25m ./...

@@ -45,8 +45,7 @@ Run with a config file to start the worker (the same as "premiscale worker"); us
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
 			case g.version:
-				fmt.Fprintln(cmd.OutOrStdout(), "premiscale", version)
-				return nil
+				return printVersion(cmd.OutOrStdout())
 			case g.validate:
 				return runValidate(cmd.OutOrStdout(), g.configPath)
 			}
@@ -62,7 +61,7 @@ Run with a config file to start the worker (the same as "premiscale worker"); us
 	f.BoolVar(&g.validate, "validate", false, "validate the configuration file and exit")
 	f.BoolVar(&g.version, "version", false, "print the version and exit")
 
-	root.AddCommand(newWorkerCommand(g), newGroupCommand(g))
+	root.AddCommand(newWorkerCommand(g), newGroupCommand(g), newVersionCommand())
 	return root
 }
 
