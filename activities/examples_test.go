@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -224,7 +225,7 @@ func documentedGroups(t *testing.T) []documentedGroup {
 
 func configGroups(source string, cfg *config.Config) []documentedGroup {
 	var out []documentedGroup
-	for _, name := range sortedNames(cfg.Controller.Autoscale.Groups) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Controller.Autoscale.Groups)) {
 		out = append(out, documentedGroup{source: source, ctl: &cfg.Controller, name: name, group: cfg.Controller.Autoscale.Groups[name]})
 	}
 	return out
@@ -237,7 +238,7 @@ func fileGroups(t *testing.T, source, path string, cfg *config.Config) []documen
 		t.Fatalf("load group file %s: %v", source, err)
 	}
 	var out []documentedGroup
-	for _, name := range sortedNames(groups) {
+	for _, name := range slices.Sorted(maps.Keys(groups)) {
 		out = append(out, documentedGroup{source: source, ctl: &cfg.Controller, name: name, group: groups[name]})
 	}
 	return out
@@ -294,13 +295,4 @@ func indent(block string) string {
 		b.WriteString("  " + l + "\n")
 	}
 	return b.String()
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
