@@ -1079,7 +1079,7 @@ func TestMergeKeysAndAliases(t *testing.T) {
 		t.Fatalf("Parse: %v", err)
 	}
 	api := cfg.Controller.Autoscale.Groups["api"]
-	if api.Image != "default/base.qcow2" || api.Domain == nil || api.Domain.Memory != 512 || api.Scaling.MaxNodes != 2 {
+	if api.Image.Volume != "default/base.qcow2" || api.Domain == nil || api.Domain.Memory != 512 || api.Scaling.MaxNodes != 2 {
 		t.Errorf("api = %+v", api)
 	}
 }
@@ -1205,7 +1205,7 @@ func TestLibvirtURI(t *testing.T) {
 }
 
 func TestImagePoolVolume(t *testing.T) {
-	g := Group{Image: "default-pool/demo-base.qcow2"}
+	g := Group{Image: Image{Volume: "default-pool/demo-base.qcow2"}}
 	if g.ImagePool() != "default-pool" || g.ImageVolume() != "demo-base.qcow2" {
 		t.Errorf("pool %q volume %q", g.ImagePool(), g.ImageVolume())
 	}
@@ -1315,7 +1315,7 @@ groups:
 		{
 			name: "nil config skips the host check",
 			yaml: "version: v1alpha1\ngroups:\n  api:\n    image: a/b\n    name: tmpl\n    hosts: [anything]\n    scaling: {maxNodes: 1, resourceTarget: {cpu: 50}}\n    bogus: 1\n",
-			want: []string{"groups.api.bogus: unknown key (allowed keys here: cloud-init, domain, health, hosts, image, name, networking, scaling)"},
+			want: []string{"groups.api.bogus: unknown key (allowed keys here: cloud-init, domain, health, hosts, image, name, networking, placement, rollout, scaling)"},
 		},
 	}
 	for _, tt := range tests {

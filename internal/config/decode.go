@@ -251,6 +251,9 @@ type fieldInfo struct {
 	index  int
 	name   string
 	expand bool
+	// shorthand marks the field a scalar written in place of the whole mapping goes to
+	// (`image: pool/vol` for `image: {volume: pool/vol}`).
+	shorthand bool
 }
 
 func structFields(t reflect.Type) (map[string]fieldInfo, []string) {
@@ -261,26 +264,38 @@ func structFields(t reflect.Type) (map[string]fieldInfo, []string) {
 		if !f.IsExported() {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" {
 			continue
 		}
 		if name == "" {
 			name = strings.ToLower(f.Name)
 		}
-		fields[name] = fieldInfo{index: i, name: name, expand: f.Tag.Get("expand") != "false"}
+		fields[name] = fieldInfo{index: i, name: name, expand: f.Tag.Get("expand") != "false",
+			shorthand: slices.Contains(strings.Split(opts, ","), "shorthand")}
 		names = append(names, name)
 	}
 	return fields, names
 }
 
 func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, expand bool) {
+	fields, names := structFields(v.Type())
+	if n.Kind == yaml.ScalarNode {
+		for _, f := range fields {
+			if f.shorthand {
+				// The scalar is that one field, reported at the struct's own key.
+				d.decode(n, v.Field(f.index), path, expand && f.expand)
+				d.r.present[joinPath(path, f.name)] = d.r.present[path]
+				d.r.shorthand[path] = true
+				return
+			}
+		}
+	}
 	if n.Kind != yaml.MappingNode {
 		d.r.decodeProblem(path, "expected a mapping (key: value), got %s", kindName(n))
 		return
 	}
 	d.r.present[path] = true
-	fields, names := structFields(v.Type())
 	var meant []string
 	for _, p := range d.pairs(n, path) {
 		key := p.key.Value

@@ -33,6 +33,19 @@ const (
 	DefaultHeartbeatTimeout   = 2 * time.Minute
 	DefaultShutdownGrace      = 60 * time.Second
 
+	// A host's CPUs are commonly shared 4:1 by VMs; its memory is not shared at all.
+	DefaultCPUOvercommit     = 4.0
+	DefaultMemoryOvercommit  = 1.0
+	DefaultReservedCPUs      = 1
+	DefaultReservedMemoryMiB = 1024
+	// A host rebooting comes back within minutes; replacing its instances sooner churns.
+	DefaultHostGracePeriod   = 5 * time.Minute
+	DefaultOrphanGracePeriod = 10 * time.Minute
+	DefaultDrift             = DriftRemove
+	DefaultPlacement         = string(spec.PlacementSpread)
+	DefaultMaxSurge          = 1
+	DefaultMaxUnavailable    = 0
+
 	DefaultStabilizationWindow = 300 * time.Second
 	DefaultOnError             = policy.OnErrorHold
 	// DefaultTolerance is both a target check's default and the resourceTarget shorthand's.
@@ -69,10 +82,19 @@ func applyDefaults(r *report, c *Config) {
 	setDefault(r, "controller.checkin.url", &ctl.Checkin.URL, DefaultCheckinURL)
 	setDefault(r, "controller.reconciliation.interval", &ctl.Reconciliation.Interval, Duration{DefaultReconcileInterval})
 
+	as := &ctl.Autoscale
+	setDefault(r, "controller.autoscale.hostDownAfter", &as.HostDownAfter, Duration{2 * ctl.Reconciliation.Interval.Duration})
+	setDefault(r, "controller.autoscale.hostGracePeriod", &as.HostGracePeriod, Duration{DefaultHostGracePeriod})
+	setDefault(r, "controller.autoscale.orphanGracePeriod", &as.OrphanGracePeriod, Duration{DefaultOrphanGracePeriod})
+	setDefault(r, "controller.autoscale.drift", &as.Drift, DefaultDrift)
 	for i := range ctl.Autoscale.Hosts {
 		h := &ctl.Autoscale.Hosts[i]
 		p := hostPath(i)
 		setDefault(r, p+".hypervisor", &h.Hypervisor, DefaultHypervisor)
+		setDefault(r, p+".cpuOvercommit", &h.CPUOvercommit, DefaultCPUOvercommit)
+		setDefault(r, p+".memoryOvercommit", &h.MemoryOvercommit, DefaultMemoryOvercommit)
+		setDefault(r, p+".reserved.cpus", &h.Reserved.CPUs, DefaultReservedCPUs)
+		setDefault(r, p+".reserved.memory", &h.Reserved.Memory, DefaultReservedMemoryMiB)
 		if h.Address != "" {
 			setDefault(r, p+".protocol", &h.Protocol, DefaultProtocol)
 		}
@@ -96,6 +118,9 @@ func applyGroupDefaults(r *report, prefix string, groups map[string]Group, windo
 		g := groups[name]
 		p := joinPath(prefix, name)
 		setDefault(r, p+".networking.type", &g.Networking.Type, DefaultNetworkingType)
+		setDefault(r, p+".placement", &g.Placement, DefaultPlacement)
+		setDefault(r, p+".rollout.maxSurge", &g.Rollout.MaxSurge, DefaultMaxSurge)
+		setDefault(r, p+".rollout.maxUnavailable", &g.Rollout.MaxUnavailable, DefaultMaxUnavailable)
 		applyScalingDefaults(r, p+".scaling", &g.Scaling, window)
 		setDefault(r, p+".health.bootTimeout", &g.Health.BootTimeout, Duration{DefaultBootTimeout})
 		setDefault(r, p+".health.heartbeatInterval", &g.Health.HeartbeatInterval, Duration{DefaultHeartbeatInterval})

@@ -155,6 +155,8 @@ type report struct {
 	muted []string
 	// present holds the paths whose key was given with a non-empty value; defaults fill the rest.
 	present map[string]bool
+	// shorthand holds the paths of mappings written as their shorthand scalar.
+	shorthand map[string]bool
 }
 
 func newReport() *report {
@@ -164,6 +166,7 @@ func newReport() *report {
 		emptyVars: map[string][]string{},
 		failed:    map[string]bool{},
 		present:   map[string]bool{},
+		shorthand: map[string]bool{},
 	}
 }
 

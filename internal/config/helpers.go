@@ -66,13 +66,13 @@ func (h Host) LibvirtURI() (string, error) {
 
 // ImagePool is the storage pool of the group's base image ("pool" of "pool/volume").
 func (g Group) ImagePool() string {
-	pool, _, _ := strings.Cut(g.Image, "/")
+	pool, _, _ := strings.Cut(g.Image.Volume, "/")
 	return pool
 }
 
 // ImageVolume is the base image's volume name ("volume" of "pool/volume").
 func (g Group) ImageVolume() string {
-	_, vol, _ := strings.Cut(g.Image, "/")
+	_, vol, _ := strings.Cut(g.Image.Volume, "/")
 	return vol
 }
 
@@ -164,7 +164,12 @@ func groupSummary(name string, g Group) string {
 	if g.Domain != nil {
 		shape = fmt.Sprintf("%d vCPU, %d MiB", g.Domain.VCPUs, g.Domain.Memory)
 	}
-	fmt.Fprintf(&b, "    image:      %s (%s)\n", g.Image, shape)
+	image := g.Image.Volume
+	if g.Image.Source != "" {
+		image += ", copied to hosts that lack it from " + g.Image.Source
+	}
+	fmt.Fprintf(&b, "    image:      %s (%s)\n", image, shape)
+	fmt.Fprintf(&b, "    placement:  %s; rollout: surge %d, unavailable %d\n", g.Placement, g.Rollout.MaxSurge, g.Rollout.MaxUnavailable)
 	network := g.Networking.Type
 	if g.Networking.Type == "static" {
 		network += " " + strings.Join(g.Networking.Addresses, ", ")

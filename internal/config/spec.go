@@ -50,6 +50,8 @@ func (c *Controller) GroupSpec(name string, g Group) (spec.Group, error) {
 		Launch: spec.Launch{
 			ImagePool:   g.ImagePool(),
 			ImageVolume: g.ImageVolume(),
+			ImageSource: g.Image.Source,
+			ImageSHA256: strings.ToLower(g.Image.SHA256),
 			Domain:      domain,
 			Template:    g.Name,
 			CloudInit:   g.CloudInit.Content,
@@ -57,6 +59,9 @@ func (c *Controller) GroupSpec(name string, g Group) (spec.Group, error) {
 			Health:      health,
 		},
 		StaticAddresses: pool,
+		Placement:       spec.Placement(g.Placement),
+		Rollout:         spec.Rollout{MaxSurge: g.Rollout.MaxSurge, MaxUnavailable: g.Rollout.MaxUnavailable},
+		HostGracePeriod: c.Autoscale.HostGracePeriod.Duration,
 	}, nil
 }
 

@@ -94,10 +94,22 @@ type Reconciliation struct {
 	Interval Duration `yaml:"interval" json:"interval"`
 }
 
-// Autoscale lists the hypervisor hosts and the autoscaling groups placed on them.
+// Autoscale lists the hypervisor hosts and the autoscaling groups placed on them, and how the
+// fleet of hosts is watched.
 type Autoscale struct {
 	Hosts  []Host           `yaml:"hosts" json:"hosts"`
 	Groups map[string]Group `yaml:"groups" json:"groups"`
+	// HostDownAfter: a host without proof of life (its worker reached its libvirt) for this long
+	// is down; no launch goes there. Default: two reconciliation intervals.
+	HostDownAfter Duration `yaml:"hostDownAfter" json:"hostDownAfter"`
+	// HostGracePeriod: the instances of a host down this long are recorded lost and replaced on
+	// other hosts; 0 never replaces them.
+	HostGracePeriod Duration `yaml:"hostGracePeriod" json:"hostGracePeriod"`
+	// OrphanGracePeriod: a domain or volume with PremiScale's marks and no live instance is
+	// removed (or reported) once it has been found so this long.
+	OrphanGracePeriod Duration `yaml:"orphanGracePeriod" json:"orphanGracePeriod"`
+	// Drift is what the sweep does with orphans: remove them, or only report them.
+	Drift string `yaml:"drift" json:"drift"`
 }
 
 // Host is one hypervisor. Either URI is set, or Address (with Protocol, Port, User, SSHKey) builds it.
@@ -110,12 +122,36 @@ type Host struct {
 	User       string `yaml:"user,omitempty" json:"user,omitempty"`
 	SSHKey     string `yaml:"sshKey,omitempty" json:"sshKey,omitempty"`
 	Hypervisor string `yaml:"hypervisor" json:"hypervisor"`
+	// CPUOvercommit and MemoryOvercommit multiply the host's CPUs and memory (after Reserved)
+	// into what placement may hand out.
+	CPUOvercommit    float64 `yaml:"cpuOvercommit" json:"cpuOvercommit"`
+	MemoryOvercommit float64 `yaml:"memoryOvercommit" json:"memoryOvercommit"`
+	// Reserved is kept for the hypervisor itself.
+	Reserved HostReserve `yaml:"reserved" json:"reserved"`
+}
+
+// What the drift sweep does with an orphan.
+const (
+	DriftRemove = "remove"
+	DriftReport = "report"
+)
+
+// HostReserve is capacity placement never hands out.
+type HostReserve struct {
+	CPUs int `yaml:"cpus" json:"cpus"`
+	// Memory is in MiB.
+	Memory int `yaml:"memory" json:"memory"`
 }
 
 // Group is one autoscaling group.
 type Group struct {
-	// Image is the base volume, as "pool/volume"; instance overlays are created in the same pool.
-	Image string `yaml:"image" json:"image"`
+	// Image is the base volume; instance overlays are created in the same pool.
+	Image Image `yaml:"image" json:"image"`
+	// Placement is spread (balance the group over its hosts, then the least loaded) or pack
+	// (fill the fullest host that has room).
+	Placement string `yaml:"placement" json:"placement"`
+	// Rollout bounds a rolling replacement of the group's instances.
+	Rollout Rollout `yaml:"rollout" json:"rollout"`
 	// Domain is the shape of a new VM. Exclusive with Name.
 	Domain *DomainShape `yaml:"domain,omitempty" json:"domain,omitempty"`
 	// Name is an existing domain used as a template. Exclusive with Domain.
@@ -125,6 +161,22 @@ type Group struct {
 	Networking Networking `yaml:"networking" json:"networking"`
 	Scaling    Scaling    `yaml:"scaling" json:"scaling"`
 	Health     Health     `yaml:"health" json:"health"`
+}
+
+// Image is a group's base image: a volume, "pool/volume", which `image: pool/volume` sets alone,
+// and where to copy it from onto a host whose pool lacks it.
+type Image struct {
+	Volume string `yaml:"volume,shorthand" json:"volume"`
+	// Source is a local path or an http(s) URL of the image file; SHA256 is required with it.
+	Source string `yaml:"source,omitempty" json:"source,omitempty"`
+	SHA256 string `yaml:"sha256,omitempty" json:"sha256,omitempty"`
+}
+
+// Rollout bounds a rolling replacement: at most MaxSurge instances above the group's size, and
+// at most MaxUnavailable of its instances retired before their replacements run.
+type Rollout struct {
+	MaxSurge       int `yaml:"maxSurge" json:"maxSurge"`
+	MaxUnavailable int `yaml:"maxUnavailable" json:"maxUnavailable"`
 }
 
 // Health says when an instance counts as up and when it counts as broken (and is replaced).

@@ -100,6 +100,7 @@ func validateConfig(r *report, c *Config, baseDir string) {
 
 	positive(r, "controller.reconciliation.interval", ctl.Reconciliation.Interval)
 
+	validateFleet(r, "controller.autoscale", ctl.Autoscale)
 	hosts := validateHosts(r, ctl.Autoscale.Hosts)
 	validateGroups(r, "controller.autoscale.groups", ctl.Autoscale.Groups, hosts, baseDir)
 }
@@ -188,8 +189,39 @@ func validateHosts(r *report, hosts []Host) []string {
 		if h.Hypervisor != "qemu" {
 			r.add(p+".hypervisor", "unsupported hypervisor %q (allowed: qemu)", h.Hypervisor)
 		}
+		validateCapacity(r, p, h)
 	}
 	return names
+}
+
+// validateFleet checks how the fleet of hosts is watched.
+func validateFleet(r *report, p string, a Autoscale) {
+	// Its default derives from reconciliation.interval, which is checked (and reported) itself.
+	if r.present[p+".hostDownAfter"] {
+		positive(r, p+".hostDownAfter", a.HostDownAfter)
+	}
+	// hostGracePeriod and orphanGracePeriod: the decoder refuses negative durations; 0 is off.
+	if a.Drift != DriftRemove && a.Drift != DriftReport {
+		r.add(p+".drift", "unsupported drift %q (allowed: %s, %s)", a.Drift, DriftRemove, DriftReport)
+	}
+}
+
+// validateCapacity checks what placement may hand out of host p.
+func validateCapacity(r *report, p string, h Host) {
+	for _, o := range []struct {
+		key string
+		v   float64
+	}{{"cpuOvercommit", h.CPUOvercommit}, {"memoryOvercommit", h.MemoryOvercommit}} {
+		if !(o.v > 0 && o.v <= 100) {
+			r.add(p+"."+o.key, "must be a ratio greater than 0 and at most 100, got %v", o.v)
+		}
+	}
+	if h.Reserved.CPUs < 0 {
+		r.add(p+".reserved.cpus", "must not be negative, got %d", h.Reserved.CPUs)
+	}
+	if h.Reserved.Memory < 0 {
+		r.add(p+".reserved.memory", "must not be negative, got %d (MiB)", h.Reserved.Memory)
+	}
 }
 
 func pluralVerb(n int) string {
@@ -215,12 +247,11 @@ func validateGroup(r *report, p, name string, g *Group, hosts []string, baseDir 
 		r.add(p, "invalid group name %q: use lowercase letters, digits and '-', start with a letter, at most 40 characters (it becomes a workflow ID and part of domain names)", name)
 	}
 
-	if r.required(p+".image", g.Image, "pool/volume of the base image") {
-		pool, vol, ok := strings.Cut(g.Image, "/")
-		if !ok || pool == "" || vol == "" || strings.Contains(vol, "/") {
-			r.add(p+".image", "must be pool/volume (a libvirt storage pool and a volume in it), got %q", g.Image)
-		}
+	validateImage(r, p+".image", g.Image)
+	if pl := spec.Placement(g.Placement); pl != spec.PlacementSpread && pl != spec.PlacementPack {
+		r.add(p+".placement", "unsupported placement %q (allowed: %s, %s)", g.Placement, spec.PlacementSpread, spec.PlacementPack)
 	}
+	validateRollout(r, p+".rollout", g.Rollout)
 
 	switch {
 	case g.Domain != nil && g.Name != "":
@@ -262,6 +293,50 @@ func validateGroup(r *report, p, name string, g *Group, hosts []string, baseDir 
 	staticAddrs := validateNetworking(r, p+".networking", g.Networking)
 	validateScaling(r, p+".scaling", name, g.Scaling, staticAddrs)
 	validateHealth(r, p+".health", g.Health)
+}
+
+// validateImage checks a group's image, written as pool/volume or as a mapping with a source.
+func validateImage(r *report, p string, im Image) {
+	// Problems with the volume are reported where the user wrote it: at image itself for
+	// `image: pool/vol` (or no image at all), at image.volume in the mapping form.
+	vp := p + ".volume"
+	if r.shorthand[p] || !r.present[p] {
+		vp = p
+	}
+	if r.required(vp, im.Volume, "pool/volume of the base image") {
+		pool, vol, ok := strings.Cut(im.Volume, "/")
+		if !ok || pool == "" || vol == "" || strings.Contains(vol, "/") {
+			r.add(vp, "must be pool/volume (a libvirt storage pool and a volume in it), got %q", im.Volume)
+		}
+	}
+	switch {
+	case im.Source == "" && im.SHA256 != "":
+		r.add(p+".sha256", "is used only with source")
+	case im.Source != "":
+		if !filepath.IsAbs(im.Source) {
+			if err := checkHTTPURL(im.Source); err != nil {
+				r.add(p+".source", "must be an absolute path or an http(s) URL of the image file, got %q", im.Source)
+			}
+		}
+		if r.required(p+".sha256", im.SHA256, "the SHA-256 of the image file, 64 hex digits (sha256sum prints it)") && !sha256Pattern.MatchString(im.SHA256) {
+			r.add(p+".sha256", "must be 64 hex digits (sha256sum prints it), got %q", im.SHA256)
+		}
+	}
+}
+
+// sha256Pattern is a SHA-256 digest in hex.
+var sha256Pattern = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+
+func validateRollout(r *report, p string, ro Rollout) {
+	if ro.MaxSurge < 0 {
+		r.add(p+".maxSurge", "must not be negative, got %d", ro.MaxSurge)
+	}
+	if ro.MaxUnavailable < 0 {
+		r.add(p+".maxUnavailable", "must not be negative, got %d", ro.MaxUnavailable)
+	}
+	if ro.MaxSurge == 0 && ro.MaxUnavailable == 0 && r.ok(p+".maxSurge", p+".maxUnavailable") {
+		r.add(p, "maxSurge and maxUnavailable are both 0: a rolling replacement could never start (set maxSurge to add before retiring, or maxUnavailable to retire first)")
+	}
 }
 
 func validateHealth(r *report, p string, h Health) {

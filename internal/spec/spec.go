@@ -35,6 +35,30 @@ type Group struct {
 	// StaticAddresses is the expanded pool of networking.addresses (static networking only),
 	// in the order addresses are handed out.
 	StaticAddresses []netip.Addr
+	// Placement picks a new instance's host among those with room.
+	Placement Placement `json:",omitempty"`
+	// Rollout bounds a rolling replacement.
+	Rollout Rollout `json:",omitzero"`
+	// HostGracePeriod: the instances of a host down this long are recorded lost and replaced
+	// elsewhere; 0 never replaces them.
+	HostGracePeriod time.Duration `json:",omitempty"`
+}
+
+// Placement is how a group chooses among the hosts that have room.
+type Placement string
+
+// Placements, as a group's placement writes them.
+const (
+	// PlacementSpread balances the group across its hosts, then prefers the least loaded.
+	PlacementSpread Placement = "spread"
+	// PlacementPack fills the host with the least room left that still fits.
+	PlacementPack Placement = "pack"
+)
+
+// Rollout bounds a rolling replacement: at most MaxSurge instances above the group's size at
+// once, and at most MaxUnavailable of its size retired before their replacements run.
+type Rollout struct {
+	MaxSurge, MaxUnavailable int
 }
 
 // Backoff: after After consecutive failed launches the group waits Initial before the next,
@@ -48,6 +72,10 @@ type Backoff struct {
 type Launch struct {
 	// ImagePool and ImageVolume name the base image; the overlay and the seed go in the same pool.
 	ImagePool, ImageVolume string
+	// ImageSource (a local path or an http(s) URL) and ImageSHA256 say where to copy the base
+	// image from onto a host whose pool lacks it; "" copies it from another host that has it.
+	ImageSource string `json:",omitempty"`
+	ImageSHA256 string `json:",omitempty"`
 	// Domain is the shape of a new VM; with Template set, its non-zero fields override the
 	// template's.
 	Domain Domain
