@@ -20,6 +20,8 @@ type Activities struct {
 	// Metrics reads each check's metric from the source its metric names.
 	Metrics metrics.Sources
 	Logger  *slog.Logger
+	// HostDownAfter: a host without proof of life for this long is down.
+	HostDownAfter time.Duration
 }
 
 // ReadChecksParams asks for the readings of a group's checks.

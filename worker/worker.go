@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -28,6 +29,7 @@ import (
 	"github.com/premiscale/premiscale/internal/collector"
 	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/groupctl"
+	"github.com/premiscale/premiscale/internal/hostwatch"
 	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/libvirt"
 	"github.com/premiscale/premiscale/internal/spec"
@@ -295,6 +297,9 @@ func (w *Worker) startup(ctx context.Context, comps *components) error {
 	for _, h := range w.hosts {
 		w.conns[h.Name] = h.conn
 	}
+	if err := comps.start(w.hostwatchComponents()...); err != nil {
+		return err
+	}
 	if err := comps.start(w.checkinComponent()); err != nil {
 		return err
 	}
@@ -371,7 +376,8 @@ func (a *Worker) temporalWorkers() []sdkworker.Worker {
 	shared := sdkworker.New(a.temporal, c.Temporal.TaskQueue, sdkworker.Options{})
 	shared.RegisterWorkflow(workflows.GroupWorkflow)
 	shared.RegisterWorkflow(workflows.InstanceWorkflow)
-	shared.RegisterActivity(&activities.Activities{Store: a.store, Metrics: influxdb.Sources(a.metrics), Logger: a.log})
+	shared.RegisterActivity(&activities.Activities{Store: a.store, Metrics: influxdb.Sources(a.metrics), Logger: a.log,
+		HostDownAfter: a.cfg.Controller.Autoscale.HostDownAfter.Duration})
 	workers = append(workers, shared)
 	for _, h := range a.servedHosts() {
 		w := sdkworker.New(a.temporal, spec.HostTaskQueue(h.Name), sdkworker.Options{})
@@ -442,6 +448,30 @@ func (w *Worker) checkinComponent() component {
 		up()
 		return serveHTTP(ctx, &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}, ln)
 	}}
+}
+
+// hostwatchComponents prove every served host alive in the state database at a short period.
+func (w *Worker) hostwatchComponents() []component {
+	as := w.cfg.Controller.Autoscale
+	name, _ := os.Hostname()
+	id := fmt.Sprintf("%s/%d", name, os.Getpid())
+	var comps []component
+	for _, h := range w.hosts {
+		p := &hostwatch.Prober{
+			Host: h.Name, Hyper: h.conn, Store: w.store, Worker: id, Period: hostwatch.Period(as.HostDownAfter.Duration),
+			Capacity: hostwatch.Capacity{
+				CPUOvercommit: h.CPUOvercommit, MemoryOvercommit: h.MemoryOvercommit,
+				ReservedCPUs: h.Reserved.CPUs, ReservedMemoryMiB: int64(h.Reserved.Memory),
+			},
+			Logger: w.log.With("component", "hostwatch"),
+		}
+		comps = append(comps, component{name: "host watch " + h.Name, run: func(ctx context.Context, up func()) error {
+			up()
+			p.Run(ctx)
+			return nil
+		}})
+	}
+	return comps
 }
 
 // collectorComponents sample every served host's domains into InfluxDB.

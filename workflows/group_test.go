@@ -32,6 +32,10 @@ type fakeFleet struct {
 	destroyed map[string]int
 	events    []activities.ScalingEventRecord
 	repeats   map[string]activities.EventRepeats
+	// hosts overrides the state of a host (default: up, with room for anything); placed maps
+	// the live instances recorded to their host.
+	hosts  map[string]spec.Host
+	placed map[string]string
 	failNext  int
 	crashed   map[string]bool
 	excluded  []string
@@ -40,7 +44,7 @@ type fakeFleet struct {
 
 func newFakeFleet() *fakeFleet {
 	return &fakeFleet{created: map[string]int{}, destroyed: map[string]int{}, crashed: map[string]bool{}, lastSeen: map[string]time.Time{},
-		repeats: map[string]activities.EventRepeats{}}
+		repeats: map[string]activities.EventRepeats{}, hosts: map[string]spec.Host{}, placed: map[string]string{}}
 }
 
 func (f *fakeFleet) setCPU(v *float64) { f.mu.Lock(); f.cpu = v; f.mu.Unlock() }
@@ -89,7 +93,16 @@ func newEnv(t *testing.T, f *fakeFleet) *testsuite.TestWorkflowEnvironment {
 	env.OnActivity(a.LastInstanceSequence, mock.Anything, mock.Anything).Return(0, nil)
 	env.OnActivity(a.RecordGroup, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(a.MarkGroupDeleted, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(a.RecordInstance, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.RecordInstance, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, r activities.InstanceRecord) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.placed[r.Name] = r.Host
+			if spec.IsEnded(r.State) {
+				delete(f.placed, r.Name)
+			}
+			return nil
+		})
 	env.OnActivity(a.RecordScalingEvent, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, e activities.ScalingEventRecord) error {
 			f.mu.Lock()
@@ -103,6 +116,27 @@ func newEnv(t *testing.T, f *fakeFleet) *testsuite.TestWorkflowEnvironment {
 			defer f.mu.Unlock()
 			f.repeats[r.Key] = r
 			return nil
+		})
+	env.OnActivity(a.HostStates, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, names []string) ([]spec.Host, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			out := make([]spec.Host, len(names))
+			for i, n := range names {
+				out[i] = spec.Host{Name: n, Up: true, CPUs: 64, MemoryMiB: 1 << 20, CPUOvercommit: 1, MemoryOvercommit: 1}
+				if h, ok := f.hosts[n]; ok {
+					out[i] = h
+				}
+				// As a worker's probe would find them: every instance recorded on the host holds
+				// the test spec's shape.
+				for _, host := range f.placed {
+					if host == n {
+						out[i].UsedCPUs++
+						out[i].UsedMemoryMiB += 512
+					}
+				}
+			}
+			return out, nil
 		})
 	env.OnActivity(a.ReadChecks, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, q activities.ReadChecksParams) (map[string]policy.Reading, error) {

@@ -1,13 +1,16 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
-	"github.com/premiscale/premiscale/internal/placement"
-	"github.com/premiscale/premiscale/internal/spec"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/internal/placement"
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // launchUpTo launches at most n instances, fewer when a limit holds: maxNodes counts every
@@ -20,6 +23,7 @@ func (g *group) launchUpTo(ctx workflow.Context, n int, why string) (int, string
 			l.LastError, l.ConsecutiveFailures, l.BlockedUntil.Format(time.RFC3339))
 	}
 	launched := 0
+	var hosts []placement.Host
 	for ; launched < n; launched++ {
 		if owned := len(g.st.Instances); owned >= g.st.Spec.Policy.Max {
 			return launched, fmt.Sprintf("the group owns %d instances (booting and retiring ones count) and maxNodes is %d", owned, g.st.Spec.Policy.Max)
@@ -27,11 +31,63 @@ func (g *group) launchUpTo(ctx workflow.Context, n int, why string) (int, string
 		if limit := g.st.Spec.MaxConcurrentLaunches; limit > 0 && g.inFlight() >= limit {
 			return launched, fmt.Sprintf("%d launches already in flight (maxConcurrentLaunches %d)", g.inFlight(), limit)
 		}
-		if !g.launch(ctx, why) {
+		if hosts == nil {
+			// Read once per batch: each launch below adds its own shape to the host it took.
+			hosts = g.placementHosts(ctx)
+			placement.Load(hosts, g.st.Instances, g.shape())
+		}
+		host, err := placement.Pick(g.st.Spec.Placement, hosts, g.shape())
+		if err != nil {
+			return launched, err.Error()
+		}
+		if !g.launch(ctx, why, host) {
 			return launched, "no free static address"
+		}
+		for i := range hosts {
+			if hosts[i].Name == host {
+				hosts[i].GroupInstances++
+				hosts[i].UsedCPUs += g.shape().VCPUs
+				hosts[i].UsedMemoryMiB += g.shape().MemoryMiB
+			}
 		}
 	}
 	return launched, ""
+}
+
+// shape is what one instance of the group takes from a host; zero for a template group, whose
+// shape is the template's (the host's worker checks it when it defines the domain).
+func (g *group) shape() placement.Shape {
+	d := g.st.Spec.Launch.Domain
+	return placement.Shape{VCPUs: d.VCPUs, MemoryMiB: int64(d.Memory)}
+}
+
+// placementHosts reads the group's hosts as the fleet sees them: up or down, capacity, use.
+// When that cannot be read every host counts as down: a launch never goes to a host without
+// known room.
+func (g *group) placementHosts(ctx workflow.Context) []placement.Host {
+	hosts := make([]placement.Host, len(g.st.Spec.Hosts))
+	if workflow.GetVersion(ctx, changePlacementByCapacity, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		// Runs recorded before placement knew capacity placed by instance count alone.
+		for i, name := range g.st.Spec.Hosts {
+			hosts[i].Host = spec.Host{Name: name, Up: true, CPUs: 1 << 30, MemoryMiB: 1 << 50, CPUOvercommit: 1, MemoryOvercommit: 1}
+		}
+		return hosts
+	}
+	var a *activities.Activities
+	var states []spec.Host
+	if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.HostStates, g.st.Spec.Hosts).Get(ctx, &states); err != nil {
+		g.logger.Warn("could not read host states", "group", g.st.Spec.Name, "error", err)
+		for i, name := range g.st.Spec.Hosts {
+			hosts[i].Host = spec.Host{Name: name, Down: "its state could not be read: " + rootCause(err)}
+		}
+		return hosts
+	}
+	for i := range hosts {
+		if i < len(states) {
+			hosts[i].Host = states[i]
+		}
+	}
+	return hosts
 }
 
 func (g *group) inFlight() int {
@@ -44,8 +100,8 @@ func (g *group) inFlight() int {
 	return n
 }
 
-// launch starts one InstanceWorkflow; false when static networking has no address left.
-func (g *group) launch(ctx workflow.Context, why string) bool {
+// launch starts one InstanceWorkflow on host; false when static networking has no address left.
+func (g *group) launch(ctx workflow.Context, why, host string) bool {
 	address := ""
 	if g.st.Spec.Launch.Networking.Type == spec.NetworkStatic {
 		a, ok := placement.FreeAddress(g.st.Spec.StaticAddresses, g.st.Instances)
@@ -55,7 +111,6 @@ func (g *group) launch(ctx workflow.Context, why string) bool {
 		}
 		address = a.String()
 	}
-	host, _ := placement.Pick(placement.Load(g.st.Spec.Hosts, g.st.Instances))
 	g.st.NextSeq++
 	ref := spec.InstanceRef{
 		Name:       fmt.Sprintf("%s-%d", g.st.Spec.Name, g.st.NextSeq),
@@ -170,5 +225,17 @@ func (g *group) setState(name, state string) {
 		if g.st.Instances[i].Name == name {
 			g.st.Instances[i].State = state
 		}
+	}
+}
+
+// rootCause is the innermost message of an activity's error: Temporal wraps each attempt's
+// failure, and the chain would repeat the same context several times.
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
 	}
 }

@@ -11,4 +11,7 @@ const (
 	// changes (holds on missing data included) and counts repeats (before: a row for every
 	// evaluation that wanted a change, none for a hold on missing data).
 	changeDecisionLogRepeats = "decision-log-repeats"
+	// changePlacementByCapacity: a launch reads its hosts' state (an activity) and goes to an
+	// up host with room (before: the host with the fewest of the group's instances).
+	changePlacementByCapacity = "placement-by-capacity"
 )

@@ -61,7 +61,7 @@ Run with a config file to start the worker (the same as "premiscale worker"); us
 	f.BoolVar(&g.validate, "validate", false, "validate the configuration file and exit")
 	f.BoolVar(&g.version, "version", false, "print the version and exit")
 
-	root.AddCommand(newWorkerCommand(g), newGroupCommand(g), newVersionCommand())
+	root.AddCommand(newWorkerCommand(g), newGroupCommand(g), newHostCommand(g), newVersionCommand())
 	return root
 }
 

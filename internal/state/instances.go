@@ -125,6 +125,29 @@ func (s *Store) ListInstances(ctx context.Context, group string, includeTerminat
 	return out, nil
 }
 
+// ListInstancesOnHost returns the live instances of every group on a host.
+func (s *Store) ListInstancesOnHost(ctx context.Context, host string) ([]Instance, error) {
+	q := "SELECT " + instanceColumns + " FROM instances WHERE BINARY host = ? AND state NOT IN (?, ?)"
+	rows, err := s.db.QueryContext(ctx, q, host, spec.StateTerminated, spec.StateFailed)
+	if err != nil {
+		return nil, fmt.Errorf("list instances on host %s in %s: %w", host, s.where, err)
+	}
+	defer rows.Close()
+	var out []Instance
+	for rows.Next() {
+		in, err := scanInstance(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list instances on host %s in %s: %w", host, s.where, err)
+		}
+		out = append(out, in)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list instances on host %s in %s: %w", host, s.where, err)
+	}
+	sortInstances(out)
+	return out, nil
+}
+
 // sortInstances orders instances by group, name number, name. Sorting here rather than in SQL
 // keeps names without a number, or with one too large for an integer, well ordered.
 func sortInstances(ins []Instance) {

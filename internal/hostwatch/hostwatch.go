@@ -1,0 +1,122 @@
+// Package hostwatch proves a hypervisor host alive: a worker reaches the host's libvirt at a
+// short period and records, in the state database, that it answered, its capacity, and what
+// PremiScale's domains hold on it. The group workflows judge from these proofs which hosts are
+// up (internal/state Host.Spec) and where a new instance fits (internal/placement).
+package hostwatch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/premiscale/premiscale/internal/libvirt"
+	"github.com/premiscale/premiscale/internal/state"
+)
+
+// Hypervisor is the part of a libvirt connection a probe uses.
+type Hypervisor interface {
+	HostInfo(ctx context.Context) (libvirt.HostInfo, error)
+	FreeMemoryBytes(ctx context.Context) (uint64, error)
+	ListManagedDomains(ctx context.Context) ([]libvirt.Domain, error)
+}
+
+// Recorder keeps proofs of life; *state.Store implements it.
+type Recorder interface {
+	RecordHostProof(ctx context.Context, p state.HostProof) error
+	RecordHostError(ctx context.Context, name, worker string, cause error) error
+}
+
+// Capacity is what the host's config says placement may hand out of it.
+type Capacity struct {
+	CPUOvercommit, MemoryOvercommit float64
+	ReservedCPUs                    int
+	ReservedMemoryMiB               int64
+}
+
+// Prober proves one host alive, every Period, until its context ends.
+type Prober struct {
+	Host     string
+	Hyper    Hypervisor
+	Store    Recorder
+	Capacity Capacity
+	// Worker names this worker in the records (host name and pid).
+	Worker string
+	Period time.Duration
+	Logger *slog.Logger
+}
+
+// Run probes until ctx ends. An outage (of the host, or of the state database) is logged
+// once when it starts and once when it ends, not at every probe.
+func (p *Prober) Run(ctx context.Context) {
+	var failing string
+	var since time.Time
+	tick := time.NewTicker(p.Period)
+	defer tick.Stop()
+	for {
+		err := p.Probe(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && failing == "":
+			failing, since = err.Error(), time.Now()
+			p.Logger.Warn("host unreachable", "host", p.Host, "error", err)
+		case err == nil && failing != "":
+			p.Logger.Info("host reachable again", "host", p.Host, "after", time.Since(since).Round(time.Second))
+			failing = ""
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Probe reaches the host once and records what it found, or why it could not.
+func (p *Prober) Probe(ctx context.Context) error {
+	proof, err := p.measure(ctx)
+	if err != nil {
+		if rerr := p.Store.RecordHostError(ctx, p.Host, p.Worker, err); rerr != nil && ctx.Err() == nil {
+			return fmt.Errorf("%w; and recording that failed: %w", err, rerr)
+		}
+		return err
+	}
+	if err := p.Store.RecordHostProof(ctx, proof); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (p *Prober) measure(ctx context.Context) (state.HostProof, error) {
+	info, err := p.Hyper.HostInfo(ctx)
+	if err != nil {
+		return state.HostProof{}, fmt.Errorf("host %s: %w", p.Host, err)
+	}
+	free, err := p.Hyper.FreeMemoryBytes(ctx)
+	if err != nil {
+		return state.HostProof{}, fmt.Errorf("host %s: %w", p.Host, err)
+	}
+	doms, err := p.Hyper.ListManagedDomains(ctx)
+	if err != nil {
+		return state.HostProof{}, fmt.Errorf("host %s: %w", p.Host, err)
+	}
+	proof := state.HostProof{
+		Name: p.Host, Worker: p.Worker,
+		CPUs: info.CPUs, MemoryMiB: int64(info.MemoryKiB / 1024), FreeMemoryMiB: int64(free >> 20),
+		CPUOvercommit: p.Capacity.CPUOvercommit, MemoryOvercommit: p.Capacity.MemoryOvercommit,
+		ReservedCPUs: p.Capacity.ReservedCPUs, ReservedMemoryMiB: p.Capacity.ReservedMemoryMiB,
+		Domains: len(doms),
+	}
+	for _, d := range doms {
+		proof.UsedCPUs += d.VCPUs
+		proof.UsedMemoryMiB += int64(d.MemoryMiB)
+	}
+	return proof, nil
+}
+
+// Period is how often a worker proves its hosts alive: four times within downAfter, so one
+// slow or lost probe does not make a host look down, and never more than once a second.
+func Period(downAfter time.Duration) time.Duration {
+	return max(downAfter/4, time.Second)
+}
