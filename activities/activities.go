@@ -6,6 +6,7 @@ package activities
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/premiscale/premiscale/internal/metrics"
@@ -68,11 +69,16 @@ type ScalingEventRecord struct {
 	RunID      string
 }
 
-// HostActivities run on one host's task queue, against that host's libvirt.
+// HostActivities run on one host's task queue, against that host's libvirt. One worker serves
+// a host, so the host's launches all pass through one HostActivities.
 type HostActivities struct {
 	Host   string
 	Hyper  Hypervisor
 	Logger *slog.Logger
+	// Allowance is what the host's config lets placement hand out of it.
+	Allowance spec.Allowance
+	// placing makes a launch's room check and its definition one step on this host.
+	placing sync.Mutex
 	// CheckinURL returns the URL, with its token, an instance's guest checks in at.
 	CheckinURL func(instance string) string
 }

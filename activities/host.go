@@ -11,6 +11,8 @@ import (
 
 	"github.com/premiscale/premiscale/internal/cloudinit"
 	"github.com/premiscale/premiscale/internal/libvirt"
+	"github.com/premiscale/premiscale/internal/placement"
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // Hypervisor is the part of a libvirt connection the host activities use.
@@ -20,6 +22,9 @@ type Hypervisor interface {
 	VolumeExists(ctx context.Context, pool, name string) (bool, error)
 	EnsureDomainRunning(ctx context.Context, spec libvirt.DomainSpec) (bool, error)
 	LookupDomain(ctx context.Context, name string) (libvirt.Domain, bool, error)
+	HostInfo(ctx context.Context) (libvirt.HostInfo, error)
+	ListManagedDomains(ctx context.Context) ([]libvirt.Domain, error)
+	TemplateShape(ctx context.Context, template string) (vcpus, memoryMiB int, err error)
 	RemoveDomain(ctx context.Context, name string, grace time.Duration) (bool, error)
 	DeleteVolume(ctx context.Context, pool, name string) (bool, error)
 }
@@ -67,6 +72,14 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 
 	activity.RecordHeartbeat(ctx, "domain")
 	dom := libvirt.DomainSpec{Name: p.Name, Group: p.Group, Domain: l.Domain, Disks: disks, MAC: mac, Template: l.Template}
+	// Placement chose this host from a recent view of it; the check against what is defined on
+	// it now, made while no other launch on this host can define a domain, makes "a launch
+	// never goes to a host without room" hold when groups launch at the same moment.
+	h.placing.Lock()
+	defer h.placing.Unlock()
+	if err := h.checkRoom(ctx, p.Name, l); err != nil {
+		return res, err
+	}
 	if res.DomainCreated, err = h.Hyper.EnsureDomainRunning(ctx, dom); err != nil {
 		err = fmt.Errorf("create domain of instance %s on host %s: %w", p.Name, h.Host, err)
 		if errors.Is(err, libvirt.ErrInvalidSpec) {
@@ -77,6 +90,51 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 	h.Logger.Info("instance created", "instance", p.Name, "group", p.Group, "host", h.Host,
 		"domain_created", res.DomainCreated, "volume_created", res.VolumeCreated, "seed_created", res.SeedCreated)
 	return res, nil
+}
+
+// ErrTypeNoCapacity marks a launch refused by its host's worker because the host has no room
+// for the instance: placement saw room a moment before, another launch took it.
+const ErrTypeNoCapacity = "NoCapacity"
+
+// checkRoom refuses a new domain the host has no room for. A domain that exists already (a
+// retried launch) passes: it holds its room.
+func (h *HostActivities) checkRoom(ctx context.Context, name string, l spec.Launch) error {
+	if _, found, err := h.Hyper.LookupDomain(ctx, name); err != nil || found {
+		return err
+	}
+	shape := placement.Shape{VCPUs: l.Domain.VCPUs, MemoryMiB: int64(l.Domain.Memory)}
+	if l.Template != "" && (shape.VCPUs == 0 || shape.MemoryMiB == 0) {
+		vcpus, mem, err := h.Hyper.TemplateShape(ctx, l.Template)
+		if err != nil {
+			return err
+		}
+		if shape.VCPUs == 0 {
+			shape.VCPUs = vcpus
+		}
+		if shape.MemoryMiB == 0 {
+			shape.MemoryMiB = int64(mem)
+		}
+	}
+	info, err := h.Hyper.HostInfo(ctx)
+	if err != nil {
+		return fmt.Errorf("check room for instance %s on host %s: %w", name, h.Host, err)
+	}
+	doms, err := h.Hyper.ListManagedDomains(ctx)
+	if err != nil {
+		return fmt.Errorf("check room for instance %s on host %s: %w", name, h.Host, err)
+	}
+	host := placement.Host{Host: spec.Host{
+		Name: h.Host, Up: true, CPUs: info.CPUs, MemoryMiB: int64(info.MemoryKiB / 1024), Allowance: h.Allowance,
+	}}
+	for _, d := range doms {
+		host.UsedCPUs += d.VCPUs
+		host.UsedMemoryMiB += int64(d.MemoryMiB)
+	}
+	if _, err := placement.Pick(spec.PlacementPack, []placement.Host{host}, shape); err != nil {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("launch instance %s: %v", name, err), ErrTypeNoCapacity, err)
+	}
+	return nil
 }
 
 // seed renders and packs the instance's NoCloud seed, or returns nil when the group has

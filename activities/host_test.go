@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ type fakeHypervisor struct {
 	calls   []string
 	uploads map[string][]byte
 	spec    libvirt.DomainSpec
+	domains []libvirt.Domain
 }
 
 func (f *fakeHypervisor) EnsureOverlayVolume(_ context.Context, pool, name, _, _ string) (bool, error) {
@@ -48,6 +50,17 @@ func (f *fakeHypervisor) EnsureDomainRunning(_ context.Context, spec libvirt.Dom
 func (f *fakeHypervisor) LookupDomain(context.Context, string) (libvirt.Domain, bool, error) {
 	return libvirt.Domain{}, false, nil
 }
+
+// The fake host has 16 CPUs and 32 GiB, and holds what the test put in domains.
+func (f *fakeHypervisor) HostInfo(context.Context) (libvirt.HostInfo, error) {
+	return libvirt.HostInfo{CPUs: 16, MemoryKiB: 32 << 20}, nil
+}
+
+func (f *fakeHypervisor) ListManagedDomains(context.Context) ([]libvirt.Domain, error) {
+	return f.domains, nil
+}
+
+func (f *fakeHypervisor) TemplateShape(context.Context, string) (int, int, error) { return 2, 2048, nil }
 
 func (f *fakeHypervisor) RemoveDomain(_ context.Context, name string, _ time.Duration) (bool, error) {
 	f.calls = append(f.calls, "remove "+name)
@@ -135,5 +148,51 @@ func TestDestroyInstanceRemovesDomainAndVolumes(t *testing.T) {
 	want := "remove web-3; delete images/web-3.qcow2; delete images/web-3-seed.iso"
 	if got := strings.Join(hv.calls, "; "); got != want {
 		t.Errorf("calls %q, want %q", got, want)
+	}
+}
+
+// TestCreateInstanceRefusesAFullHost: the host's worker checks room against what is defined on
+// the host when it defines the domain, whatever placement saw a moment earlier.
+func TestCreateInstanceRefusesAFullHost(t *testing.T) {
+	tests := []struct {
+		name     string
+		domain   spec.Domain
+		template string
+		used     []libvirt.Domain
+		wantErr  string
+	}{
+		{name: "room", domain: spec.Domain{VCPUs: 2, Memory: 2048}, used: []libvirt.Domain{{VCPUs: 8, MemoryMiB: 8192}}},
+		{name: "memory full", domain: spec.Domain{VCPUs: 2, Memory: 2048}, used: []libvirt.Domain{{VCPUs: 1, MemoryMiB: 31744}},
+			wantErr: "no capacity: kvm1 needs 2048 MiB of memory (1024 free)"},
+		// 16 CPUs less 1 reserved, ×2: 30 vCPUs.
+		{name: "cpus full", domain: spec.Domain{VCPUs: 2, Memory: 512}, used: []libvirt.Domain{{VCPUs: 29, MemoryMiB: 512}},
+			wantErr: "no capacity: kvm1 needs 2 vCPUs (1 free)"},
+		{name: "a template's shape counts", template: "golden", used: []libvirt.Domain{{VCPUs: 29}},
+			wantErr: "no capacity: kvm1 needs 2 vCPUs (1 free)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestActivityEnvironment()
+			hv := &fakeHypervisor{uploads: map[string][]byte{}, domains: tt.used}
+			h := &HostActivities{Host: "kvm1", Hyper: hv, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				Allowance: spec.Allowance{CPUOvercommit: 2, MemoryOvercommit: 1, ReservedCPUs: 1}}
+			env.RegisterActivity(h)
+			l := spec.Launch{ImagePool: "images", ImageVolume: "base.qcow2", Domain: tt.domain, Template: tt.template, Networking: spec.Network{Type: spec.NetworkIgnore}}
+			_, err := env.ExecuteActivity(h.CreateInstance, CreateInstanceParams{Name: "web-3", Group: "web", Index: 3, InstanceID: "web-3-run", Launch: l})
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var appErr *temporal.ApplicationError
+			if !errors.As(err, &appErr) || appErr.Type() != ErrTypeNoCapacity || !appErr.NonRetryable() || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v; want a non-retryable %s saying %q", err, ErrTypeNoCapacity, tt.wantErr)
+			}
+			if slices.Contains(hv.calls, "domain web-3") {
+				t.Error("the domain was defined on a full host")
+			}
+		})
 	}
 }

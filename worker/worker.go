@@ -382,7 +382,7 @@ func (a *Worker) temporalWorkers() []sdkworker.Worker {
 	for _, h := range a.servedHosts() {
 		w := sdkworker.New(a.temporal, spec.HostTaskQueue(h.Name), sdkworker.Options{})
 		w.RegisterActivity(&activities.HostActivities{
-			Host: h.Name, Hyper: a.conns[h.Name], Logger: a.log.With("host", h.Name),
+			Host: h.Name, Hyper: a.conns[h.Name], Logger: a.log.With("host", h.Name), Allowance: h.Allowance(),
 			CheckinURL: func(instance string) string { return checkin.URL(c.Checkin.URL, a.secret, instance) },
 		})
 		workers = append(workers, w)
@@ -459,10 +459,7 @@ func (w *Worker) hostwatchComponents() []component {
 	for _, h := range w.hosts {
 		p := &hostwatch.Prober{
 			Host: h.Name, Hyper: h.conn, Store: w.store, Worker: id, Period: hostwatch.Period(as.HostDownAfter.Duration),
-			Capacity: hostwatch.Capacity{
-				CPUOvercommit: h.CPUOvercommit, MemoryOvercommit: h.MemoryOvercommit,
-				ReservedCPUs: h.Reserved.CPUs, ReservedMemoryMiB: int64(h.Reserved.Memory),
-			},
+			Allowance: h.Host.Allowance(),
 			Logger: w.log.With("component", "hostwatch"),
 		}
 		comps = append(comps, component{name: "host watch " + h.Name, run: func(ctx context.Context, up func()) error {

@@ -123,7 +123,7 @@ func newEnv(t *testing.T, f *fakeFleet) *testsuite.TestWorkflowEnvironment {
 			defer f.mu.Unlock()
 			out := make([]spec.Host, len(names))
 			for i, n := range names {
-				out[i] = spec.Host{Name: n, Up: true, CPUs: 64, MemoryMiB: 1 << 20, CPUOvercommit: 1, MemoryOvercommit: 1}
+				out[i] = spec.Host{Name: n, Up: true, CPUs: 64, MemoryMiB: 1 << 20, Allowance: spec.Allowance{CPUOvercommit: 1, MemoryOvercommit: 1}}
 				if h, ok := f.hosts[n]; ok {
 					out[i] = h
 				}

@@ -69,7 +69,7 @@ func (g *group) placementHosts(ctx workflow.Context) []placement.Host {
 	if workflow.GetVersion(ctx, changePlacementByCapacity, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		// Runs recorded before placement knew capacity placed by instance count alone.
 		for i, name := range g.st.Spec.Hosts {
-			hosts[i].Host = spec.Host{Name: name, Up: true, CPUs: 1 << 30, MemoryMiB: 1 << 50, CPUOvercommit: 1, MemoryOvercommit: 1}
+			hosts[i].Host = spec.Host{Name: name, Up: true, CPUs: 1 << 30, MemoryMiB: 1 << 50, Allowance: spec.Allowance{CPUOvercommit: 1, MemoryOvercommit: 1}}
 		}
 		return hosts
 	}

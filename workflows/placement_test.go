@@ -14,7 +14,7 @@ func TestLaunchesGoWhereThereIsRoom(t *testing.T) {
 	f := newFakeFleet()
 	f.setCPU(ptr(50))
 	// h1 has room for one 1-vCPU/512-MiB instance (something else holds its other CPU), h2 is down.
-	f.hosts["h1"] = spec.Host{Name: "h1", Up: true, CPUs: 2, MemoryMiB: 1024, CPUOvercommit: 1, MemoryOvercommit: 1, UsedCPUs: 1}
+	f.hosts["h1"] = spec.Host{Name: "h1", Up: true, CPUs: 2, MemoryMiB: 1024, Allowance: spec.Allowance{CPUOvercommit: 1, MemoryOvercommit: 1}, UsedCPUs: 1}
 	f.hosts["h2"] = spec.Host{Name: "h2", Down: "no proof of life for 3m0s"}
 	env := newEnv(t, f)
 	gs := testSpec()
@@ -22,7 +22,7 @@ func TestLaunchesGoWhereThereIsRoom(t *testing.T) {
 	seen := sizesAt(t, env, minutes(0.5, 2.5))
 	env.RegisterDelayedCallback(func() {
 		f.mu.Lock()
-		f.hosts["h2"] = spec.Host{Name: "h2", Up: true, CPUs: 8, MemoryMiB: 8192, CPUOvercommit: 1, MemoryOvercommit: 1}
+		f.hosts["h2"] = spec.Host{Name: "h2", Up: true, CPUs: 8, MemoryMiB: 8192, Allowance: spec.Allowance{CPUOvercommit: 1, MemoryOvercommit: 1}}
 		f.mu.Unlock()
 	}, 90*time.Second)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 3*time.Minute)

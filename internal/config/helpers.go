@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/premiscale/premiscale/internal/influxdb"
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 // LibvirtURI is the URI to connect to the host with: URI as given, or one built from Address,
@@ -62,6 +63,14 @@ func (h Host) LibvirtURI() (string, error) {
 		}
 	}
 	return u.String(), nil
+}
+
+// Allowance is what the host's config lets placement hand out of it.
+func (h Host) Allowance() spec.Allowance {
+	return spec.Allowance{
+		CPUOvercommit: h.CPUOvercommit, MemoryOvercommit: h.MemoryOvercommit,
+		ReservedCPUs: h.Reserved.CPUs, ReservedMemoryMiB: int64(h.Reserved.Memory),
+	}
 }
 
 // ImagePool is the storage pool of the group's base image ("pool" of "pool/volume").

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/premiscale/premiscale/internal/libvirt"
+	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
 )
 
@@ -27,19 +28,14 @@ type Recorder interface {
 	RecordHostError(ctx context.Context, name, worker string, cause error) error
 }
 
-// Capacity is what the host's config says placement may hand out of it.
-type Capacity struct {
-	CPUOvercommit, MemoryOvercommit float64
-	ReservedCPUs                    int
-	ReservedMemoryMiB               int64
-}
-
 // Prober proves one host alive, every Period, until its context ends.
 type Prober struct {
 	Host     string
 	Hyper    Hypervisor
 	Store    Recorder
-	Capacity Capacity
+	// Allowance is what the host's config lets placement hand out of it, recorded with
+	// each proof so that every workflow reads it with the host's capacity.
+	Allowance spec.Allowance
 	// Worker names this worker in the records (host name and pid).
 	Worker string
 	Period time.Duration
@@ -104,9 +100,7 @@ func (p *Prober) measure(ctx context.Context) (state.HostProof, error) {
 	proof := state.HostProof{
 		Name: p.Host, Worker: p.Worker,
 		CPUs: info.CPUs, MemoryMiB: int64(info.MemoryKiB / 1024), FreeMemoryMiB: int64(free >> 20),
-		CPUOvercommit: p.Capacity.CPUOvercommit, MemoryOvercommit: p.Capacity.MemoryOvercommit,
-		ReservedCPUs: p.Capacity.ReservedCPUs, ReservedMemoryMiB: p.Capacity.ReservedMemoryMiB,
-		Domains: len(doms),
+		Allowance: p.Allowance, Domains: len(doms),
 	}
 	for _, d := range doms {
 		proof.UsedCPUs += d.VCPUs

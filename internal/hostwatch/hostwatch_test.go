@@ -73,7 +73,7 @@ func TestOutageIsLoggedOnceAndRecoveryOnce(t *testing.T) {
 	rec := &memRecorder{}
 	var logs lockedBuffer
 	p := &Prober{Host: "kvm1", Hyper: host, Store: rec, Worker: "w", Period: 10 * time.Millisecond,
-		Capacity: Capacity{CPUOvercommit: 4, MemoryOvercommit: 1, ReservedCPUs: 1, ReservedMemoryMiB: 1024},
+		Allowance: spec.Allowance{CPUOvercommit: 4, MemoryOvercommit: 1, ReservedCPUs: 1, ReservedMemoryMiB: 1024},
 		Logger:   slog.New(slog.NewTextHandler(&logs, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -98,8 +98,9 @@ func TestOutageIsLoggedOnceAndRecoveryOnce(t *testing.T) {
 	if len(rec.errs) < 5 || len(rec.proofs) < 5 {
 		t.Fatalf("recorded %d errors and %d proofs; want one per probe", len(rec.errs), len(rec.proofs))
 	}
-	want := state.HostProof{Name: "kvm1", Worker: "w", CPUs: 8, MemoryMiB: 16384, FreeMemoryMiB: 8192, CPUOvercommit: 4, MemoryOvercommit: 1,
-		ReservedCPUs: 1, ReservedMemoryMiB: 1024, UsedCPUs: 3, UsedMemoryMiB: 1536, Domains: 2}
+	want := state.HostProof{Name: "kvm1", Worker: "w", CPUs: 8, MemoryMiB: 16384, FreeMemoryMiB: 8192,
+		Allowance: spec.Allowance{CPUOvercommit: 4, MemoryOvercommit: 1, ReservedCPUs: 1, ReservedMemoryMiB: 1024},
+		UsedCPUs: 3, UsedMemoryMiB: 1536, Domains: 2}
 	if got := rec.proofs[len(rec.proofs)-1]; got != want {
 		t.Errorf("proof = %+v, want %+v", got, want)
 	}
@@ -127,7 +128,7 @@ func TestProbeOnTheTestDriver(t *testing.T) {
 	t.Cleanup(func() { _, _ = conn.RemoveDomain(context.Background(), name, 0) })
 	host := testservices.UniqueName(t, "h")
 	p := &Prober{Host: host, Hyper: conn, Store: store, Worker: "test", Period: time.Second,
-		Capacity: Capacity{CPUOvercommit: 2, MemoryOvercommit: 1}, Logger: slog.New(slog.DiscardHandler)}
+		Allowance: spec.Allowance{CPUOvercommit: 2, MemoryOvercommit: 1}, Logger: slog.New(slog.DiscardHandler)}
 	if err := p.Probe(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package libvirt
 
 import (
+	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -298,4 +299,28 @@ func replaceMetadata(inner, ours string) (string, error) {
 		return ours, nil
 	}
 	return ours + "\n" + rest, nil
+}
+
+// TemplateShape reads the vCPUs and memory (MiB) of a template domain, as its clones get them
+// unless the group's shape overrides them.
+func (c *Conn) TemplateShape(ctx context.Context, template string) (vcpus, memoryMiB int, err error) {
+	doc, err := c.templateXML(ctx, DomainSpec{Name: "a clone", Template: template})
+	if err != nil {
+		return 0, 0, err
+	}
+	var dom libvirtxml.Domain
+	if err := dom.Unmarshal(doc); err != nil {
+		return 0, 0, fmt.Errorf("read template domain %s on %s: %w", template, c.uri, err)
+	}
+	if dom.VCPU != nil {
+		vcpus = int(dom.VCPU.Value)
+	}
+	if dom.Memory != nil {
+		unit := dom.Memory.Unit
+		if unit == "" {
+			unit = "KiB" // a domain's memory, unlike a volume's size, defaults to KiB
+		}
+		memoryMiB = int(scaleSize(uint64(dom.Memory.Value), unit) >> 20)
+	}
+	return vcpus, memoryMiB, nil
 }

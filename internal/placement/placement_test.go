@@ -13,14 +13,14 @@ import (
 
 // host is an up host with 16 CPUs and 32 GiB, no reserve, ratios 1.
 func host(name string, used Shape, group int) Host {
-	return Host{Host: spec.Host{Name: name, Up: true, CPUs: 16, MemoryMiB: 32768, CPUOvercommit: 1, MemoryOvercommit: 1,
+	return Host{Host: spec.Host{Name: name, Up: true, CPUs: 16, MemoryMiB: 32768, Allowance: spec.Allowance{CPUOvercommit: 1, MemoryOvercommit: 1},
 		UsedCPUs: used.VCPUs, UsedMemoryMiB: used.MemoryMiB}, GroupInstances: group}
 }
 
 // capacity is a host with only its capacity set.
 func capacity(cpus int, mem int64, resCPUs int, resMem int64, cpuRatio, memRatio float64) Host {
-	return Host{Host: spec.Host{CPUs: cpus, MemoryMiB: mem, ReservedCPUs: resCPUs, ReservedMemoryMiB: resMem,
-		CPUOvercommit: cpuRatio, MemoryOvercommit: memRatio}}
+	return Host{Host: spec.Host{CPUs: cpus, MemoryMiB: mem,
+		Allowance: spec.Allowance{ReservedCPUs: resCPUs, ReservedMemoryMiB: resMem, CPUOvercommit: cpuRatio, MemoryOvercommit: memRatio}}}
 }
 
 func TestAllocatable(t *testing.T) {

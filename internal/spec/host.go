@@ -17,15 +17,21 @@ type Host struct {
 	Worker string `json:"worker,omitempty"`
 	// CPUs and MemoryMiB are the host's own; the ratios and reserve say how much of them
 	// placement may hand out: (capacity − reserve) × overcommit.
-	CPUs              int     `json:"cpus"`
-	MemoryMiB         int64   `json:"memoryMiB"`
-	FreeMemoryMiB     int64   `json:"freeMemoryMiB"`
-	CPUOvercommit     float64 `json:"cpuOvercommit"`
-	MemoryOvercommit  float64 `json:"memoryOvercommit"`
-	ReservedCPUs      int     `json:"reservedCpus"`
-	ReservedMemoryMiB int64   `json:"reservedMemoryMiB"`
+	CPUs          int   `json:"cpus"`
+	MemoryMiB     int64 `json:"memoryMiB"`
+	FreeMemoryMiB int64 `json:"freeMemoryMiB"`
+	Allowance
 	// UsedCPUs, UsedMemoryMiB and Domains are what PremiScale's domains (every group's) hold.
 	UsedCPUs      int   `json:"usedCpus"`
 	UsedMemoryMiB int64 `json:"usedMemoryMiB"`
 	Domains       int   `json:"domains"`
+}
+
+// Allowance is what a host's config lets placement hand out of it: (capacity − reserve) ×
+// overcommit.
+type Allowance struct {
+	CPUOvercommit     float64 `json:"cpuOvercommit"`
+	MemoryOvercommit  float64 `json:"memoryOvercommit"`
+	ReservedCPUs      int     `json:"reservedCpus"`
+	ReservedMemoryMiB int64   `json:"reservedMemoryMiB"`
 }

@@ -16,15 +16,13 @@ import (
 type HostProof struct {
 	Name string
 	// Worker names the worker that reached it (host name and pid), for operators.
-	Worker                          string
-	CPUs                            int
-	MemoryMiB, FreeMemoryMiB        int64
-	CPUOvercommit, MemoryOvercommit float64
-	ReservedCPUs                    int
-	ReservedMemoryMiB               int64
-	UsedCPUs                        int
-	UsedMemoryMiB                   int64
-	Domains                         int
+	Worker                   string
+	CPUs                     int
+	MemoryMiB, FreeMemoryMiB int64
+	spec.Allowance
+	UsedCPUs      int
+	UsedMemoryMiB int64
+	Domains       int
 }
 
 // Host is a host as the state database knows it.
@@ -122,9 +120,7 @@ func (s *Store) ListHosts(ctx context.Context, names ...string) ([]Host, error) 
 func (h Host) Spec(downAfter time.Duration) spec.Host {
 	out := spec.Host{
 		Name: h.Name, Worker: h.Worker, LastError: h.LastError,
-		CPUs: h.CPUs, MemoryMiB: h.MemoryMiB, FreeMemoryMiB: h.FreeMemoryMiB,
-		CPUOvercommit: h.CPUOvercommit, MemoryOvercommit: h.MemoryOvercommit,
-		ReservedCPUs: h.ReservedCPUs, ReservedMemoryMiB: h.ReservedMemoryMiB,
+		CPUs: h.CPUs, MemoryMiB: h.MemoryMiB, FreeMemoryMiB: h.FreeMemoryMiB, Allowance: h.Allowance,
 		UsedCPUs: h.UsedCPUs, UsedMemoryMiB: h.UsedMemoryMiB, Domains: h.Domains,
 	}
 	switch {

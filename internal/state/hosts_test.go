@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
 )
 
@@ -12,8 +13,9 @@ func TestHostProofsAndErrors(t *testing.T) {
 	s, _ := openStore(t)
 	defer s.Close()
 	c := ctx(t)
-	proof := state.HostProof{Name: "kvm1", Worker: "w1", CPUs: 16, MemoryMiB: 32768, FreeMemoryMiB: 20000, CPUOvercommit: 4, MemoryOvercommit: 1,
-		ReservedCPUs: 1, ReservedMemoryMiB: 1024, UsedCPUs: 6, UsedMemoryMiB: 6144, Domains: 3}
+	proof := state.HostProof{Name: "kvm1", Worker: "w1", CPUs: 16, MemoryMiB: 32768, FreeMemoryMiB: 20000,
+		Allowance: spec.Allowance{CPUOvercommit: 4, MemoryOvercommit: 1, ReservedCPUs: 1, ReservedMemoryMiB: 1024},
+		UsedCPUs: 6, UsedMemoryMiB: 6144, Domains: 3}
 	if err := s.RecordHostProof(c, proof); err != nil {
 		t.Fatal(err)
 	}
