@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/premiscale/premiscale/internal/images"
 	"github.com/premiscale/premiscale/internal/metrics"
 	"github.com/premiscale/premiscale/internal/policy"
 	"github.com/premiscale/premiscale/internal/spec"
@@ -77,6 +78,9 @@ type HostActivities struct {
 	Logger *slog.Logger
 	// Allowance is what the host's config lets placement hand out of it.
 	Allowance spec.Allowance
+	// Images copies a group's base image onto the host before its first launch there; nil
+	// leaves that to the operator.
+	Images *images.Copier
 	// placing makes a launch's room check and its definition one step on this host.
 	placing sync.Mutex
 	// CheckinURL returns the URL, with its token, an instance's guest checks in at.

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/premiscale/premiscale/internal/cloudinit"
+	"github.com/premiscale/premiscale/internal/images"
 	"github.com/premiscale/premiscale/internal/libvirt"
 	"github.com/premiscale/premiscale/internal/placement"
 	"github.com/premiscale/premiscale/internal/spec"
@@ -25,6 +27,10 @@ type Hypervisor interface {
 	HostInfo(ctx context.Context) (libvirt.HostInfo, error)
 	ListManagedDomains(ctx context.Context) ([]libvirt.Domain, error)
 	TemplateShape(ctx context.Context, template string) (vcpus, memoryMiB int, err error)
+	// For copying base images onto the host.
+	UploadVolumeFrom(ctx context.Context, pool, name string, size int64, r io.Reader) error
+	DownloadVolume(ctx context.Context, pool, name string, w io.Writer) (int64, error)
+	VolumeFileSize(ctx context.Context, pool, name string) (int64, error)
 	RemoveDomain(ctx context.Context, name string, grace time.Duration) (bool, error)
 	DeleteVolume(ctx context.Context, pool, name string) (bool, error)
 }
@@ -46,6 +52,17 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 			fmt.Sprintf("render the seed of instance %s: %v", p.Name, err), ErrTypeBadLaunchSpec, err)
 	}
 
+	if h.Images != nil {
+		activity.RecordHeartbeat(ctx, "image")
+		im := images.Image{Pool: l.ImagePool, Volume: l.ImageVolume, Source: l.ImageSource, SHA256: l.ImageSHA256}
+		progress := func(n int64) { activity.RecordHeartbeat(ctx, fmt.Sprintf("image: %d MiB copied", n>>20)) }
+		if _, err := h.Images.Ensure(ctx, h.Host, h.Hyper, im, progress); err != nil {
+			if errors.Is(err, images.ErrUnavailable) {
+				return res, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadLaunchSpec, err)
+			}
+			return res, err
+		}
+	}
 	overlay := OverlayVolumeName(p.Name)
 	activity.RecordHeartbeat(ctx, "volume")
 	if res.VolumeCreated, err = h.Hyper.EnsureOverlayVolume(ctx, l.ImagePool, overlay, l.ImagePool, l.ImageVolume); err != nil {

@@ -62,6 +62,19 @@ func (f *fakeHypervisor) ListManagedDomains(context.Context) ([]libvirt.Domain, 
 
 func (f *fakeHypervisor) TemplateShape(context.Context, string) (int, int, error) { return 2, 2048, nil }
 
+func (f *fakeHypervisor) UploadVolumeFrom(_ context.Context, pool, name string, _ int64, r io.Reader) error {
+	b, err := io.ReadAll(r)
+	f.calls = append(f.calls, "upload "+pool+"/"+name)
+	f.uploads[name] = b
+	return err
+}
+
+func (f *fakeHypervisor) DownloadVolume(context.Context, string, string, io.Writer) (int64, error) {
+	return 0, errors.New("not in the fake")
+}
+
+func (f *fakeHypervisor) VolumeFileSize(context.Context, string, string) (int64, error) { return 0, nil }
+
 func (f *fakeHypervisor) RemoveDomain(_ context.Context, name string, _ time.Duration) (bool, error) {
 	f.calls = append(f.calls, "remove "+name)
 	return true, nil

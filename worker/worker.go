@@ -30,6 +30,7 @@ import (
 	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/groupctl"
 	"github.com/premiscale/premiscale/internal/hostwatch"
+	"github.com/premiscale/premiscale/internal/images"
 	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/libvirt"
 	"github.com/premiscale/premiscale/internal/spec"
@@ -373,6 +374,7 @@ func (w *Worker) temporalWorkerComponents() []component {
 func (a *Worker) temporalWorkers() []sdkworker.Worker {
 	c := a.cfg.Controller
 	var workers []sdkworker.Worker
+	copier := a.imageCopier()
 	shared := sdkworker.New(a.temporal, c.Temporal.TaskQueue, sdkworker.Options{})
 	shared.RegisterWorkflow(workflows.GroupWorkflow)
 	shared.RegisterWorkflow(workflows.InstanceWorkflow)
@@ -382,7 +384,7 @@ func (a *Worker) temporalWorkers() []sdkworker.Worker {
 	for _, h := range a.servedHosts() {
 		w := sdkworker.New(a.temporal, spec.HostTaskQueue(h.Name), sdkworker.Options{})
 		w.RegisterActivity(&activities.HostActivities{
-			Host: h.Name, Hyper: a.conns[h.Name], Logger: a.log.With("host", h.Name), Allowance: h.Allowance(),
+			Host: h.Name, Hyper: a.conns[h.Name], Logger: a.log.With("host", h.Name), Allowance: h.Allowance(), Images: copier,
 			CheckinURL: func(instance string) string { return checkin.URL(c.Checkin.URL, a.secret, instance) },
 		})
 		workers = append(workers, w)
@@ -448,6 +450,21 @@ func (w *Worker) checkinComponent() component {
 		up()
 		return serveHTTP(ctx, &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}, ln)
 	}}
+}
+
+// imageCopier copies base images onto the hosts this worker serves, from a group's image source
+// or from any host of the config that has the image.
+func (w *Worker) imageCopier() *images.Copier {
+	c := &images.Copier{Records: w.store, Logger: w.log.With("component", "images"), HTTP: &http.Client{}}
+	timeout := w.cfg.Controller.Databases.HostConnectionTimeout.Duration
+	for _, h := range w.cfg.Controller.Autoscale.Hosts {
+		uri, err := h.LibvirtURI()
+		if err != nil {
+			continue // validated at load; a host without a URI cannot be copied from
+		}
+		c.Peers = append(c.Peers, images.DialPeer(h.Name, uri, libvirt.Options{CallTimeout: timeout, Logger: w.log.With("host", h.Name)}))
+	}
+	return c
 }
 
 // hostwatchComponents prove every served host alive in the state database at a short period.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
@@ -295,4 +296,114 @@ func scaleSize(v uint64, unit string) uint64 {
 	default:
 		return v
 	}
+}
+
+// UploadVolumeFrom makes pool/name a volume holding the size bytes r yields: a base image copied
+// onto this host. It runs on a connection of its own (a long upload would stall every other
+// call on the shared one), at a rate of at least minUploadRate, and refreshes the pool at the
+// end so that libvirt reads the content's format (a qcow2 file is a qcow2 volume). A volume of
+// that name is replaced.
+func (c *Conn) UploadVolumeFrom(ctx context.Context, pool, name string, size int64, r io.Reader) error {
+	what := fmt.Sprintf("upload volume %s/%s", pool, name)
+	if size <= 0 {
+		return fmt.Errorf("%s on %s: no data", what, c.uri)
+	}
+	unlock, err := c.names.lock(ctx, "upload/"+pool+"/"+name)
+	if err != nil {
+		return fmt.Errorf("%s on %s: %w", what, c.uri, err)
+	}
+	defer unlock()
+	if _, err := c.DeleteVolume(ctx, pool, name); err != nil {
+		return fmt.Errorf("%s: replace the volume there: %w", what, err)
+	}
+	if _, err := c.EnsureVolume(ctx, pool, name, uint64(size), "raw"); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	lv, err := c.dial(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer func() { go func() { _ = c.disconnect(lv) }() }()
+	timeout := c.timeout + time.Duration(size/minUploadRate)*time.Second
+	_, err = runBounded(ctx, c, lv, what, timeout, func(l *golibvirt.Libvirt) (struct{}, error) {
+		p, err := l.StoragePoolLookupByName(pool)
+		if err != nil {
+			return struct{}{}, err
+		}
+		vol, err := l.StorageVolLookupByName(p, name)
+		if err != nil {
+			return struct{}{}, err
+		}
+		if err := l.StorageVolUpload(vol, io.LimitReader(r, size), 0, uint64(size), 0); err != nil {
+			return struct{}{}, err
+		}
+		return struct{}{}, l.StoragePoolRefresh(p, 0)
+	})
+	if err != nil {
+		return err
+	}
+	c.log.Info("uploaded volume", "pool", pool, "volume", name, "bytes", size)
+	return nil
+}
+
+// DownloadVolume writes the content of pool/name to w, on a connection of its own, and returns
+// how many bytes it wrote.
+func (c *Conn) DownloadVolume(ctx context.Context, pool, name string, w io.Writer) (int64, error) {
+	what := fmt.Sprintf("download volume %s/%s", pool, name)
+	size, err := c.VolumeFileSize(ctx, pool, name)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	lv, err := c.dial(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	defer func() { go func() { _ = c.disconnect(lv) }() }()
+	cw := &countingWriter{w: w}
+	timeout := c.timeout + time.Duration(size/minUploadRate)*time.Second
+	_, err = runBounded(ctx, c, lv, what, timeout, func(l *golibvirt.Libvirt) (struct{}, error) {
+		p, err := l.StoragePoolLookupByName(pool)
+		if err != nil {
+			return struct{}{}, err
+		}
+		vol, err := l.StorageVolLookupByName(p, name)
+		if err != nil {
+			return struct{}{}, err
+		}
+		return struct{}{}, l.StorageVolDownload(vol, cw, 0, uint64(size), 0)
+	})
+	if err != nil {
+		return cw.n, err
+	}
+	return cw.n, nil
+}
+
+// VolumeFileSize is the size of pool/name's file: what a download of it yields.
+func (c *Conn) VolumeFileSize(ctx context.Context, pool, name string) (int64, error) {
+	p, err := c.lookupPool(ctx, pool)
+	if err != nil {
+		return 0, err
+	}
+	vol, found, err := c.lookupVolume(ctx, p, name, true)
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("volume %s/%s does not exist on %s", pool, name, c.uri)
+	}
+	return call(ctx, c, "get size of volume "+pool+"/"+name, func(l *golibvirt.Libvirt) (int64, error) {
+		_, _, physical, err := l.StorageVolGetInfoFlags(vol, uint32(golibvirt.StorageVolGetPhysical))
+		return int64(physical), err
+	})
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
