@@ -60,7 +60,9 @@ func (f *fakeHypervisor) ListManagedDomains(context.Context) ([]libvirt.Domain, 
 	return f.domains, nil
 }
 
-func (f *fakeHypervisor) TemplateShape(context.Context, string) (int, int, error) { return 2, 2048, nil }
+func (f *fakeHypervisor) TemplateShape(context.Context, string) (int, int, error) {
+	return 2, 2048, nil
+}
 
 func (f *fakeHypervisor) UploadVolumeFrom(_ context.Context, pool, name string, _ int64, r io.Reader) error {
 	b, err := io.ReadAll(r)
@@ -73,7 +75,9 @@ func (f *fakeHypervisor) DownloadVolume(context.Context, string, string, io.Writ
 	return 0, errors.New("not in the fake")
 }
 
-func (f *fakeHypervisor) VolumeFileSize(context.Context, string, string) (int64, error) { return 0, nil }
+func (f *fakeHypervisor) VolumeFileSize(context.Context, string, string) (int64, error) {
+	return 0, nil
+}
 
 func (f *fakeHypervisor) RemoveDomain(_ context.Context, name string, _ time.Duration) (bool, error) {
 	f.calls = append(f.calls, "remove "+name)

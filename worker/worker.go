@@ -477,7 +477,7 @@ func (w *Worker) hostwatchComponents() []component {
 		p := &hostwatch.Prober{
 			Host: h.Name, Hyper: h.conn, Store: w.store, Worker: id, Period: hostwatch.Period(as.HostDownAfter.Duration),
 			Allowance: h.Host.Allowance(),
-			Logger: w.log.With("component", "hostwatch"),
+			Logger:    w.log.With("component", "hostwatch"),
 		}
 		comps = append(comps, component{name: "host watch " + h.Name, run: func(ctx context.Context, up func()) error {
 			up()

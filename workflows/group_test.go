@@ -34,12 +34,12 @@ type fakeFleet struct {
 	repeats   map[string]activities.EventRepeats
 	// hosts overrides the state of a host (default: up, with room for anything); placed maps
 	// the live instances recorded to their host.
-	hosts  map[string]spec.Host
-	placed map[string]string
-	failNext  int
-	crashed   map[string]bool
-	excluded  []string
-	lastSeen  map[string]time.Time
+	hosts    map[string]spec.Host
+	placed   map[string]string
+	failNext int
+	crashed  map[string]bool
+	excluded []string
+	lastSeen map[string]time.Time
 }
 
 func newFakeFleet() *fakeFleet {

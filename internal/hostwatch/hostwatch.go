@@ -30,9 +30,9 @@ type Recorder interface {
 
 // Prober proves one host alive, every Period, until its context ends.
 type Prober struct {
-	Host     string
-	Hyper    Hypervisor
-	Store    Recorder
+	Host  string
+	Hyper Hypervisor
+	Store Recorder
 	// Allowance is what the host's config lets placement hand out of it, recorded with
 	// each proof so that every workflow reads it with the host's capacity.
 	Allowance spec.Allowance

@@ -65,8 +65,12 @@ type lockedBuffer struct {
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *lockedBuffer) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 func TestOutageIsLoggedOnceAndRecoveryOnce(t *testing.T) {
 	host := &flakyHost{down: true}
@@ -74,7 +78,7 @@ func TestOutageIsLoggedOnceAndRecoveryOnce(t *testing.T) {
 	var logs lockedBuffer
 	p := &Prober{Host: "kvm1", Hyper: host, Store: rec, Worker: "w", Period: 10 * time.Millisecond,
 		Allowance: spec.Allowance{CPUOvercommit: 4, MemoryOvercommit: 1, ReservedCPUs: 1, ReservedMemoryMiB: 1024},
-		Logger:   slog.New(slog.NewTextHandler(&logs, nil))}
+		Logger:    slog.New(slog.NewTextHandler(&logs, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
@@ -100,7 +104,7 @@ func TestOutageIsLoggedOnceAndRecoveryOnce(t *testing.T) {
 	}
 	want := state.HostProof{Name: "kvm1", Worker: "w", CPUs: 8, MemoryMiB: 16384, FreeMemoryMiB: 8192,
 		Allowance: spec.Allowance{CPUOvercommit: 4, MemoryOvercommit: 1, ReservedCPUs: 1, ReservedMemoryMiB: 1024},
-		UsedCPUs: 3, UsedMemoryMiB: 1536, Domains: 2}
+		UsedCPUs:  3, UsedMemoryMiB: 1536, Domains: 2}
 	if got := rec.proofs[len(rec.proofs)-1]; got != want {
 		t.Errorf("proof = %+v, want %+v", got, want)
 	}

@@ -15,7 +15,7 @@ func TestHostProofsAndErrors(t *testing.T) {
 	c := ctx(t)
 	proof := state.HostProof{Name: "kvm1", Worker: "w1", CPUs: 16, MemoryMiB: 32768, FreeMemoryMiB: 20000,
 		Allowance: spec.Allowance{CPUOvercommit: 4, MemoryOvercommit: 1, ReservedCPUs: 1, ReservedMemoryMiB: 1024},
-		UsedCPUs: 6, UsedMemoryMiB: 6144, Domains: 3}
+		UsedCPUs:  6, UsedMemoryMiB: 6144, Domains: 3}
 	if err := s.RecordHostProof(c, proof); err != nil {
 		t.Fatal(err)
 	}
