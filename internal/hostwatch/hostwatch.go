@@ -6,8 +6,10 @@ package hostwatch
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/premiscale/premiscale/internal/libvirt"
@@ -20,12 +22,15 @@ type Hypervisor interface {
 	HostInfo(ctx context.Context) (libvirt.HostInfo, error)
 	FreeMemoryBytes(ctx context.Context) (uint64, error)
 	ListManagedDomains(ctx context.Context) ([]libvirt.Domain, error)
+	VolumeExists(ctx context.Context, pool, name string) (bool, error)
 }
 
-// Recorder keeps proofs of life; *state.Store implements it.
+// Recorder keeps proofs of life and what images hosts have; *state.Store implements it.
 type Recorder interface {
 	RecordHostProof(ctx context.Context, p state.HostProof) error
 	RecordHostError(ctx context.Context, name, worker string, cause error) error
+	ListGroups(ctx context.Context) ([]state.GroupRecord, error)
+	NoteHostImage(ctx context.Context, host, pool, volume string, present bool) error
 }
 
 // Prober proves one host alive, every Period, until its context ends.
@@ -80,6 +85,42 @@ func (p *Prober) Probe(ctx context.Context) error {
 	}
 	if err := p.Store.RecordHostProof(ctx, proof); err != nil {
 		return err
+	}
+	// What images the host has is for status only: failing to tell is no sign of an outage.
+	if err := p.noteImages(ctx); err != nil {
+		p.Logger.Debug("could not note the host's images", "host", p.Host, "error", err)
+	}
+	return nil
+}
+
+// noteImages records which base images of the groups placed on the host its pools hold, so
+// that `group status` can say which hosts have a group's image.
+func (p *Prober) noteImages(ctx context.Context) error {
+	groups, err := p.Store.ListGroups(ctx)
+	if err != nil {
+		return err
+	}
+	seen := map[[2]string]bool{}
+	for _, g := range groups {
+		if g.DeletedAt != nil {
+			continue
+		}
+		var gs spec.Group
+		if err := json.Unmarshal(g.Spec, &gs); err != nil || !slices.Contains(gs.Hosts, p.Host) {
+			continue
+		}
+		key := [2]string{gs.Launch.ImagePool, gs.Launch.ImageVolume}
+		if key[0] == "" || key[1] == "" || seen[key] {
+			continue
+		}
+		seen[key] = true
+		ok, err := p.Hyper.VolumeExists(ctx, key[0], key[1])
+		if err != nil {
+			continue // a pool the host lacks, say: the launch says what is wrong
+		}
+		if err := p.Store.NoteHostImage(ctx, p.Host, key[0], key[1], ok); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package hostwatch
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -35,6 +36,9 @@ func (f *flakyHost) HostInfo(context.Context) (libvirt.HostInfo, error) {
 	return libvirt.HostInfo{CPUs: 8, MemoryKiB: 16 << 20}, f.err()
 }
 func (f *flakyHost) FreeMemoryBytes(context.Context) (uint64, error) { return 8 << 30, f.err() }
+func (f *flakyHost) VolumeExists(context.Context, string, string) (bool, error) {
+	return true, f.err()
+}
 func (f *flakyHost) ListManagedDomains(context.Context) ([]libvirt.Domain, error) {
 	return []libvirt.Domain{{Name: "g-1", VCPUs: 2, MemoryMiB: 1024}, {Name: "g-2", VCPUs: 1, MemoryMiB: 512}}, f.err()
 }
@@ -49,6 +53,11 @@ func (m *memRecorder) RecordHostProof(_ context.Context, p state.HostProof) erro
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.proofs = append(m.proofs, p)
+	return nil
+}
+
+func (m *memRecorder) ListGroups(context.Context) ([]state.GroupRecord, error) { return nil, nil }
+func (m *memRecorder) NoteHostImage(context.Context, string, string, string, bool) error {
 	return nil
 }
 
@@ -131,6 +140,18 @@ func TestProbeOnTheTestDriver(t *testing.T) {
 	}
 	t.Cleanup(func() { _, _ = conn.RemoveDomain(context.Background(), name, 0) })
 	host := testservices.UniqueName(t, "h")
+	// Two groups on the host: one whose image is in the pool, one whose image is not.
+	present := testservices.UniqueName(t, "img") + ".qcow2"
+	if _, err := conn.EnsureVolume(ctx, testservices.TestPool, present, 1<<20, "qcow2"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = conn.DeleteVolume(context.Background(), testservices.TestPool, present) })
+	for _, g := range []struct{ name, volume string }{{"has", present}, {"lacks", "no-such-image.qcow2"}} {
+		js, _ := json.Marshal(spec.Group{Name: g.name, Hosts: []string{host}, Launch: spec.Launch{ImagePool: testservices.TestPool, ImageVolume: g.volume}})
+		if err := store.UpsertGroup(ctx, state.GroupRecord{Name: host + "-" + g.name, Spec: js}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	p := &Prober{Host: host, Hyper: conn, Store: store, Worker: "test", Period: time.Second,
 		Allowance: spec.Allowance{CPUOvercommit: 2, MemoryOvercommit: 1}, Logger: slog.New(slog.DiscardHandler)}
 	if err := p.Probe(ctx); err != nil {
@@ -146,5 +167,11 @@ func TestProbeOnTheTestDriver(t *testing.T) {
 	}
 	if down := hosts[0].Spec(0); down.Up || !strings.HasPrefix(down.Down, "no proof of life for") {
 		t.Errorf("with downAfter 0 the host = %+v; want down", down)
+	}
+	if imgs, err := store.ListHostImages(ctx, testservices.TestPool, present); err != nil || len(imgs) != 1 || imgs[0].Host != host || imgs[0].State != state.ImageReady {
+		t.Errorf("images of %s = %+v, %v; want it found on %s", present, imgs, err, host)
+	}
+	if imgs, err := store.ListHostImages(ctx, testservices.TestPool, "no-such-image.qcow2"); err != nil || len(imgs) != 0 {
+		t.Errorf("a missing image is recorded: %+v, %v", imgs, err)
 	}
 }

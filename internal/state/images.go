@@ -78,3 +78,21 @@ func (s *Store) listHostImages(ctx context.Context, where string, args ...any) (
 	}
 	return out, nil
 }
+
+// NoteHostImage records what a host's worker found in its pool: an image present there that
+// PremiScale did not copy is recorded ready ("found on the host"); a ready one that is gone is
+// forgotten. A copy in progress is left alone.
+func (s *Store) NoteHostImage(ctx context.Context, host, pool, volume string, present bool) error {
+	var err error
+	if present {
+		_, err = s.db.ExecContext(ctx, "INSERT IGNORE INTO host_images (host, pool, volume, state, source, updated_at) VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6))",
+			host, pool, volume, ImageReady, "found on the host")
+	} else {
+		_, err = s.db.ExecContext(ctx, "DELETE FROM host_images WHERE BINARY host = ? AND BINARY pool = ? AND BINARY volume = ? AND state = ?",
+			host, pool, volume, ImageReady)
+	}
+	if err != nil {
+		return fmt.Errorf("note image %s/%s on host %s in %s: %w", pool, volume, host, s.where, err)
+	}
+	return nil
+}
