@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
@@ -406,4 +407,25 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// ListVolumes returns the names of the volumes in pool, sorted.
+func (c *Conn) ListVolumes(ctx context.Context, pool string) ([]string, error) {
+	p, err := c.lookupPool(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("list volumes of pool %s on %s: %w", pool, c.uri, err)
+	}
+	vols, err := call(ctx, c, "list volumes of pool "+pool, func(l *golibvirt.Libvirt) ([]golibvirt.StorageVol, error) {
+		v, _, err := l.StoragePoolListAllVolumes(p, 1, 0)
+		return v, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list volumes of pool %s on %s: %w", pool, c.uri, err)
+	}
+	names := make([]string, len(vols))
+	for i, v := range vols {
+		names[i] = v.Name
+	}
+	slices.Sort(names)
+	return names, nil
 }
