@@ -10,6 +10,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -29,6 +30,7 @@ import (
 	"github.com/premiscale/premiscale/internal/collector"
 	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/groupctl"
+	"github.com/premiscale/premiscale/internal/drift"
 	"github.com/premiscale/premiscale/internal/hostwatch"
 	"github.com/premiscale/premiscale/internal/images"
 	"github.com/premiscale/premiscale/internal/influxdb"
@@ -301,6 +303,9 @@ func (w *Worker) startup(ctx context.Context, comps *components) error {
 	if err := comps.start(w.hostwatchComponents()...); err != nil {
 		return err
 	}
+	if err := comps.start(w.driftComponents()...); err != nil {
+		return err
+	}
 	if err := comps.start(w.checkinComponent()); err != nil {
 		return err
 	}
@@ -465,6 +470,42 @@ func (w *Worker) imageCopier() *images.Copier {
 		c.Peers = append(c.Peers, images.DialPeer(h.Name, uri, libvirt.Options{CallTimeout: timeout, Logger: w.log.With("host", h.Name)}))
 	}
 	return c
+}
+
+// driftComponents sweep every served host for orphans and foreign domains.
+func (w *Worker) driftComponents() []component {
+	as := w.cfg.Controller.Autoscale
+	var comps []component
+	for _, h := range w.hosts {
+		s := &drift.Sweeper{
+			Host: h.Name, Hyper: h.conn, Store: w.store, Workflows: groupInstances{w.Groups()},
+			Grace: as.OrphanGracePeriod.Duration, Mode: as.Drift, Logger: w.log.With("component", "drift"),
+		}
+		comps = append(comps, component{name: "drift sweep " + h.Name, run: func(ctx context.Context, up func()) error {
+			up()
+			s.Run(ctx, drift.Period(as.OrphanGracePeriod.Duration))
+			return nil
+		}})
+	}
+	return comps
+}
+
+// groupInstances tells the drift sweep which instances a group's workflow owns.
+type groupInstances struct{ ctl *groupctl.Client }
+
+func (g groupInstances) Instances(ctx context.Context, group string) ([]string, bool, error) {
+	s, err := g.ctl.Status(ctx, group)
+	if errors.Is(err, groupctl.ErrNotRunning) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	names := make([]string, len(s.Instances))
+	for i, in := range s.Instances {
+		names[i] = in.Name
+	}
+	return names, true, nil
 }
 
 // hostwatchComponents prove every served host alive in the state database at a short period.
