@@ -14,6 +14,8 @@ require (
 	libvirt.org/go/libvirtxml v1.12008.0
 )
 
+require github.com/gorilla/websocket v1.5.3 // indirect
+
 require (
 	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/apapsch/go-jsonmerge/v2 v2.0.0 // indirect
