@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -75,7 +76,11 @@ func us(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 
 func ptr(t time.Time) *time.Time { return &t }
 
-const migrationCount = 3
+// migrationCount is the number of migration files: each is applied once.
+var migrationCount = func() int {
+	files, _ := filepath.Glob(filepath.Join("migrations", "*.sql"))
+	return len(files)
+}()
 
 func TestOpenAppliesMigrationsOnce(t *testing.T) {
 	s, cfg := openStore(t)
