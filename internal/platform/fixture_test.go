@@ -26,7 +26,7 @@ import (
 // fixture is an installation on the real MariaDB and Temporal (a task queue of its own, no
 // worker), and a fake platform.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	cfg    *config.Config
 	store  *state.Store
 	tc     client.Client
@@ -35,7 +35,7 @@ type fixture struct {
 	logs   *logBuffer
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ac := testservices.WriteAgentConfig(t, "", testservices.UniqueName(t, "h"), "")
 	f := &fixture{t: t, cfg: ac.Config, plat: platformtest.New(t), logs: &logBuffer{}}
@@ -109,7 +109,7 @@ func (f *fixture) start(cfg platform.Config) *running {
 }
 
 // stop cancels the link and waits for it; it returns what Run returned.
-func (r *running) stop(t *testing.T) error {
+func (r *running) stop(t testing.TB) error {
 	t.Helper()
 	r.cancel()
 	select {
@@ -125,7 +125,7 @@ func (r *running) stop(t *testing.T) error {
 }
 
 // wait returns what Run returned, failing after timeout.
-func (r *running) wait(t *testing.T, timeout time.Duration) error {
+func (r *running) wait(t testing.TB, timeout time.Duration) error {
 	t.Helper()
 	select {
 	case err := <-r.done:
@@ -137,15 +137,38 @@ func (r *running) wait(t *testing.T, timeout time.Duration) error {
 	}
 }
 
-// enqueue adds n plain events to the outbox, with ids prefix-0 ... prefix-(n-1).
+// enqueue adds n plain events to the outbox, with ids prefix-0 ... prefix-(n-1), from a few
+// writers at once as the agents' activities write.
 func enqueue(t testing.TB, s *state.Store, prefix string, n int, payload json.RawMessage) []string {
+	t.Helper()
+	return enqueueWith(t, s, 8, prefix, n, payload)
+}
+
+// enqueueWith is enqueue with that many writers; one keeps the ids in outbox order.
+func enqueueWith(t testing.TB, s *state.Store, writers int, prefix string, n int, payload json.RawMessage) []string {
 	t.Helper()
 	ids := make([]string, n)
 	for i := range n {
 		ids[i] = prefix + "-" + itoa(i)
-		if _, err := s.Enqueue(context.Background(), state.OutboxEvent{ID: ids[i], Type: "test.event", Payload: payload}); err != nil {
-			t.Fatal(err)
-		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += writers {
+				if _, err := s.Enqueue(context.Background(), state.OutboxEvent{ID: ids[i], Type: "test.event", Payload: payload}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 	return ids
 }

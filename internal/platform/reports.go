@@ -154,11 +154,11 @@ func (l *Link) keepOutbox(ctx context.Context) {
 			}
 		case dropped > 0:
 			l.log.Warn("the platform outbox was over its limit: dropped its oldest events", "dropped", dropped, "dropped_total", total, "limit", l.opts.MaxOutboxEvents)
-			raw, _ := json.Marshal(Overflow{Dropped: dropped, Total: total, Limit: l.opts.MaxOutboxEvents})
-			if _, err := l.cfg.Store.Enqueue(ctx, state.OutboxEvent{ID: newID(TypeOutboxOverflow), Type: TypeOutboxOverflow, At: time.Now(), Payload: raw}); err != nil {
-				l.log.Warn("cannot report the dropped events to the platform", "error", err)
+			// A snapshot: it does not count toward the limit, and a later one (whose total
+			// includes these) replaces it.
+			if l.snapshot(ctx, TypeOutboxOverflow, "outbox/overflow", Overflow{Dropped: dropped, Total: total, Limit: l.opts.MaxOutboxEvents}) {
+				l.notify()
 			}
-			l.notify()
 		}
 		if time.Since(lastPrune) > time.Hour {
 			if n, err := l.cfg.Store.PruneCommands(ctx, time.Now().Add(-l.opts.CommandRetention)); err != nil {

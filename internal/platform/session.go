@@ -197,6 +197,28 @@ func (s *session) send(ctx context.Context) {
 	progress := time.Now()
 	poll := time.NewTicker(opts.PollInterval)
 	defer poll.Stop()
+	// put sends events; false when the session has ended.
+	put := func(evs []state.OutboxEvent) bool {
+		for _, e := range evs {
+			cursor = max(cursor, e.Seq)
+			if _, sent := inflight[e.ID]; sent {
+				continue
+			}
+			msg, err := encode(e.Type, e.ID, s.agent, e.At, e.Payload)
+			if err != nil {
+				s.log.Error("cannot encode an outbox event; skipping it", "id", e.ID, "error", err)
+				continue
+			}
+			if len(inflight) == 0 {
+				progress = time.Now()
+			}
+			if !s.queue(msg) {
+				return false
+			}
+			inflight[e.ID] = struct{}{}
+		}
+		return true
+	}
 	for {
 		for len(inflight) < opts.Window {
 			want := min(opts.Page, opts.Window-len(inflight))
@@ -207,21 +229,8 @@ func (s *session) send(ctx context.Context) {
 				}
 				break
 			}
-			for _, e := range evs {
-				msg, err := encode(e.Type, e.ID, s.agent, e.At, e.Payload)
-				if err != nil {
-					s.log.Error("cannot encode an outbox event; skipping it", "id", e.ID, "error", err)
-					cursor = e.Seq
-					continue
-				}
-				if len(inflight) == 0 {
-					progress = time.Now()
-				}
-				if !s.queue(msg) {
-					return
-				}
-				inflight[e.ID] = struct{}{}
-				cursor = e.Seq
+			if !put(evs) {
+				return
 			}
 			if len(evs) < want {
 				break
@@ -254,8 +263,35 @@ func (s *session) send(ctx context.Context) {
 				s.fail(fmt.Errorf("the platform acknowledged none of %d events for %s", len(inflight), opts.AckTimeout))
 				return
 			}
+			// Writers commit in their own order, so an event may appear below the cursor
+			// after later ones were read: look for any not sent yet.
+			if !put(s.missed(ctx, cursor, inflight)) {
+				return
+			}
 		}
 	}
+}
+
+// missed returns the events at or below cursor that this session has not sent.
+func (s *session) missed(ctx context.Context, cursor int64, inflight map[string]struct{}) []state.OutboxEvent {
+	if cursor == 0 {
+		return nil
+	}
+	refs, err := s.l.cfg.Store.PendingIDs(ctx, cursor, len(inflight)+s.l.opts.Page)
+	if err != nil {
+		return nil
+	}
+	var seqs []int64
+	for _, r := range refs {
+		if _, sent := inflight[r.ID]; !sent {
+			seqs = append(seqs, r.Seq)
+		}
+	}
+	evs, err := s.l.cfg.Store.EventsBySeq(ctx, seqs)
+	if err != nil {
+		return nil
+	}
+	return evs
 }
 
 // hello is the first message of a connection.

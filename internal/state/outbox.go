@@ -141,7 +141,47 @@ func (s *Store) EnqueueSnapshot(ctx context.Context, e OutboxEvent) (bool, error
 
 // PendingEvents returns up to limit events after seq, in delivery order.
 func (s *Store) PendingEvents(ctx context.Context, afterSeq int64, limit int) ([]OutboxEvent, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT seq, event_id, type, COALESCE(coalesce_key, ''), `at`, payload FROM platform_outbox WHERE seq > ? ORDER BY seq LIMIT ?", afterSeq, limit)
+	return s.scanEvents(ctx, "SELECT seq, event_id, type, COALESCE(coalesce_key, ''), `at`, payload FROM platform_outbox WHERE seq > ? ORDER BY seq LIMIT ?", afterSeq, limit)
+}
+
+// PendingIDs returns the seq and id (no payload) of up to limit events at or before seq,
+// in delivery order. The sender uses it to find events that committed after later ones
+// (concurrent writers): their seq is below what it has read already.
+func (s *Store) PendingIDs(ctx context.Context, upToSeq int64, limit int) ([]OutboxEvent, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT seq, event_id FROM platform_outbox WHERE seq <= ? ORDER BY seq LIMIT ?", upToSeq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read the outbox in %s: %w", s.where, err)
+	}
+	defer rows.Close()
+	var out []OutboxEvent
+	for rows.Next() {
+		var e OutboxEvent
+		if err := rows.Scan(&e.Seq, &e.ID); err != nil {
+			return nil, fmt.Errorf("read the outbox in %s: %w", s.where, err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the outbox in %s: %w", s.where, err)
+	}
+	return out, nil
+}
+
+// EventsBySeq returns the pending events among seqs, in delivery order.
+func (s *Store) EventsBySeq(ctx context.Context, seqs []int64) ([]OutboxEvent, error) {
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(seqs))
+	for i, v := range seqs {
+		args[i] = v
+	}
+	q := "SELECT seq, event_id, type, COALESCE(coalesce_key, ''), `at`, payload FROM platform_outbox WHERE seq IN (?" + strings.Repeat(", ?", len(seqs)-1) + ") ORDER BY seq"
+	return s.scanEvents(ctx, q, args...)
+}
+
+func (s *Store) scanEvents(ctx context.Context, q string, args ...any) ([]OutboxEvent, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read the outbox in %s: %w", s.where, err)
 	}

@@ -46,6 +46,8 @@ type Envelope struct {
 // Message is one message received, with the number of the connection it came on (from 1).
 type Message struct {
 	Conn int
+	// Size is the message's size in bytes.
+	Size int
 	Envelope
 }
 
@@ -66,8 +68,6 @@ type Server struct {
 	// CAFile is the PEM file of the CA that signed the server's certificate.
 	CAFile string
 	CAPEM  []byte
-	// Received gets every message from every connection.
-	Received chan Message
 
 	mu            sync.Mutex
 	registrations int
@@ -79,6 +79,11 @@ type Server struct {
 	conns         []*conn
 	auth          []string
 	closeCodes    []int
+	log           []Message
+	keepPayloads  int
+	// next is where Next looks from.
+	next    int
+	arrived chan struct{}
 }
 
 type conn struct {
@@ -90,7 +95,7 @@ type conn struct {
 func New(t testing.TB) *Server {
 	t.Helper()
 	caPEM, leaf := newCertificates(t)
-	s := &Server{t: t, CAPEM: caPEM, Received: make(chan Message, 1<<16), creds: map[string]bool{Credential: true},
+	s := &Server{t: t, CAPEM: caPEM, keepPayloads: 1 << 20, arrived: make(chan struct{}, 1), creds: map[string]bool{Credential: true},
 		policy: func(int) ConnPolicy { return ConnPolicy{} }}
 	s.register = func(_ int, w http.ResponseWriter) {
 		w.Header().Set("Content-Type", "application/json")
@@ -153,6 +158,14 @@ func (s *Server) SetPolicy(f func(conn int) ConnPolicy) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.policy = f
+}
+
+// SetKeepPayloads bounds the payloads kept in the log: larger ones are dropped (Message.Size
+// says how large the message was), so a burst does not fill the test's memory.
+func (s *Server) SetKeepPayloads(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keepPayloads = n
 }
 
 // Conns returns the number of websocket connections so far.
@@ -223,20 +236,62 @@ func (s *Server) Command(id string, payload any) error {
 	return s.SendJSON(Envelope{V: 1, Type: "command", ID: id, At: time.Now(), Payload: p})
 }
 
-// Next waits for the next received message that match accepts, skipping others.
+// Next waits for the first message after the one Next returned last that match accepts.
+// Messages it passes over stay in the log for Seen and WaitFor.
 func (s *Server) Next(t testing.TB, timeout time.Duration, what string, match func(Message) bool) Message {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
-		select {
-		case m := <-s.Received:
-			if match(m) {
+		s.mu.Lock()
+		for i := s.next; i < len(s.log); i++ {
+			if match(s.log[i]) {
+				s.next = i + 1
+				m := s.log[i]
+				s.mu.Unlock()
 				return m
 			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.arrived:
+		case <-time.After(20 * time.Millisecond):
 		case <-deadline:
 			t.Fatalf("platform: no %s within %s", what, timeout)
 			return Message{}
 		}
+	}
+}
+
+// Seen counts how many times each message id arrived.
+func (s *Server) Seen() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, m := range s.log {
+		out[m.ID]++
+	}
+	return out
+}
+
+// WaitFor waits until every id in ids has arrived, and returns how many times each did.
+func (s *Server) WaitFor(t testing.TB, timeout time.Duration, ids []string) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		seen := s.Seen()
+		missing := 0
+		for _, id := range ids {
+			if seen[id] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return seen
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("platform: %d of %d messages never arrived within %s", missing, len(ids), timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -310,7 +365,16 @@ func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 			s.t.Errorf("platform: the agent sent a message that is not an envelope: %q", data)
 			continue
 		}
-		s.Received <- Message{Conn: num, Envelope: env}
+		s.mu.Lock()
+		if len(env.Payload) > s.keepPayloads {
+			env.Payload = nil
+		}
+		s.log = append(s.log, Message{Conn: num, Size: len(data), Envelope: env})
+		s.mu.Unlock()
+		select {
+		case s.arrived <- struct{}{}:
+		default:
+		}
 		if policy.DropAfter > 0 && count >= policy.DropAfter {
 			ws.UnderlyingConn().Close()
 			return
