@@ -26,6 +26,7 @@ import (
 	"github.com/premiscale/premiscale/internal/groupctl"
 	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/libvirt"
+	"github.com/premiscale/premiscale/internal/platform"
 	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
 	"github.com/premiscale/premiscale/workflows"
@@ -40,6 +41,12 @@ type Options struct {
 	Hosts []string
 	// Ready, if set, is called by Run once the agent is fully started.
 	Ready func() error
+	// Version is the agent's version, sent to the platform; ConfigDir the config file's
+	// folder, where group files from the platform find their relative files; Platform
+	// tunes the platform link.
+	Version   string
+	ConfigDir string
+	Platform  platform.Options
 }
 
 // Agent is a running PremiScale worker.
@@ -158,6 +165,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		return err
 	}
 	a.startCollectors()
+	a.startPlatform()
 	if a.opts.StartGroups {
 		if err := a.applyGroups(ctx); err != nil {
 			return err

@@ -30,12 +30,16 @@ func newWorkerCommand(g *globalFlags) *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&g.daemon, "daemon", "d", false, "run the agent as a daemon in the background")
 	cmd.Flags().StringVar(&g.pidFile, "pid-file", defaultPidFile, "pid file of the agent (default: controller.pidFile from the config)")
+	addPlatformFlags(cmd.Flags(), &g.platform)
 	return cmd
 }
 
 func runAgent(cmd *cobra.Command, g *globalFlags) error {
 	cfg, err := loadConfig(g)
 	if err != nil {
+		return err
+	}
+	if err := applyPlatformFlags(cmd, cfg, &g.platform); err != nil {
 		return err
 	}
 	pidFile := cfg.Controller.PidFile
@@ -61,7 +65,8 @@ func runAgent(cmd *cobra.Command, g *globalFlags) error {
 		fmt.Fprintf(cmd.ErrOrStderr(), "premiscale agent running (pid %d); logs: %s\n", os.Getpid(), logFile)
 	}
 	logger.Info("agent starting", "version", version, "config", g.configPath, "pid_file", pidFile)
-	if err := worker.Run(cmd.Context(), cfg, worker.Options{Logger: logger, StartGroups: true, Ready: lock.writePid}); err != nil {
+	if err := worker.Run(cmd.Context(), cfg, worker.Options{Logger: logger, StartGroups: true, Ready: lock.writePid,
+		Version: version, ConfigDir: filepath.Dir(g.configPath)}); err != nil {
 		logger.Error("agent stopped", "error", err)
 		return err
 	}

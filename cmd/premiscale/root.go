@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -22,6 +21,7 @@ type globalFlags struct {
 	logStdout  bool
 	pidFile    string
 	debug      bool
+	platform   platformFlags
 }
 
 const defaultPidFile = "/opt/premiscale/premiscale.pid"
@@ -44,7 +44,7 @@ Run with a config file to start the agent (the same as "premiscale worker"); use
 				fmt.Fprintln(cmd.OutOrStdout(), "premiscale", version)
 				return nil
 			case g.validate:
-				return runValidate(cmd.OutOrStdout(), g.configPath)
+				return runValidate(cmd, g)
 			}
 			return runAgent(cmd, g)
 		},
@@ -58,18 +58,23 @@ Run with a config file to start the agent (the same as "premiscale worker"); use
 	f.BoolVar(&g.validate, "validate", false, "validate the configuration file and exit")
 	f.BoolVar(&g.version, "version", false, "print the version and exit")
 	f.StringVar(&g.pidFile, "pid-file", defaultPidFile, "pid file of the agent (default: controller.pidFile from the config)")
+	addPlatformFlags(f, &g.platform)
 
 	root.AddCommand(newWorkerCommand(g), newGroupCommand(g))
 	return root
 }
 
 // runValidate loads the config and prints a summary, or every problem found.
-func runValidate(out io.Writer, path string) error {
+func runValidate(cmd *cobra.Command, g *globalFlags) error {
+	path := g.configPath
 	cfg, err := config.Load(path)
 	if err != nil {
 		return describeConfigError(path, err)
 	}
-	fmt.Fprintf(out, "%s is valid.\n%s", path, cfg.Summary())
+	if err := applyPlatformFlags(cmd, cfg, &g.platform); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s is valid.\n%s", path, cfg.Summary())
 	return nil
 }
 
