@@ -18,6 +18,7 @@ import (
 	"github.com/premiscale/premiscale/internal/platform/platformtest"
 	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
+	"github.com/premiscale/premiscale/internal/testservices"
 )
 
 // collect waits until every id in want has arrived, and returns how many times each came.
@@ -310,7 +311,7 @@ func TestOneLinkPerInstallationAndCommandsAppliedOnce(t *testing.T) {
 }
 
 func testGroupName(t *testing.T) string {
-	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(fmt.Sprintf("p%d", time.Now().UnixNano()%1e12), "")), "_", "-")
+	return testservices.UniqueName(t, "p")
 }
 
 // signals lists the signals a workflow received, in order.
@@ -325,9 +326,6 @@ func signals(t *testing.T, f *fixture, id string) []string {
 		}
 		if a := e.GetWorkflowExecutionSignaledEventAttributes(); a != nil {
 			out = append(out, a.GetSignalName())
-		}
-		if a := e.GetWorkflowExecutionStartedEventAttributes(); a != nil && a.GetInput() != nil {
-			_ = a
 		}
 	}
 	return out
@@ -401,4 +399,25 @@ func TestBurstOf10000EventsInBoundedMemory(t *testing.T) {
 	if growth > 32<<20 {
 		t.Errorf("the heap grew by %.1f MiB while 40 MB of events went through; want less than 32 MiB", float64(growth)/(1<<20))
 	}
+}
+
+// TestKeepaliveNoticesASilentPlatform: the agent pings, and a platform that stops answering
+// (no pong, no message) is given up after PongWait and connected to again.
+func TestKeepaliveNoticesASilentPlatform(t *testing.T) {
+	f := newFixture(t)
+	f.plat.SetPolicy(func(conn int) platformtest.ConnPolicy { return platformtest.ConnPolicy{Stall: conn == 1} })
+	cfg := f.linkConfig(f.store)
+	cfg.Options.PingInterval = 100 * time.Millisecond
+	cfg.Options.PongWait = time.Second
+	f.start(cfg)
+	hello(t, f.plat)
+	start := time.Now()
+	f.plat.Next(t, 10*time.Second, "a second connection", func(m platformtest.Message) bool { return m.Type == platform.TypeHello && m.Conn == 2 })
+	if waited := time.Since(start); waited < 900*time.Millisecond {
+		t.Errorf("reconnected after %s, before the pong wait of 1s", waited)
+	}
+	if n := f.logs.count("the platform connection ended; reconnecting"); n != 1 {
+		t.Errorf("%d reconnect log lines, want 1", n)
+	}
+	eventually(t, 5*time.Second, "pings on the live connection", func() bool { return f.plat.Pings() >= 3 })
 }

@@ -57,6 +57,9 @@ type ConnPolicy struct {
 	NoAck bool
 	// DropAfter > 0: cut the TCP connection (no close frame) after that many messages.
 	DropAfter int
+	// Stall: after the first message, read nothing more (so answer no ping) until the agent
+	// gives the connection up.
+	Stall bool
 }
 
 // Server is the fake platform.
@@ -81,6 +84,9 @@ type Server struct {
 	closeCodes    []int
 	log           []Message
 	keepPayloads  int
+	pings         int
+	stopped       chan struct{}
+	stopOnce      sync.Once
 	// next is where Next looks from.
 	next    int
 	arrived chan struct{}
@@ -95,7 +101,7 @@ type conn struct {
 func New(t testing.TB) *Server {
 	t.Helper()
 	caPEM, leaf := newCertificates(t)
-	s := &Server{t: t, CAPEM: caPEM, keepPayloads: 1 << 20, arrived: make(chan struct{}, 1), creds: map[string]bool{Credential: true},
+	s := &Server{t: t, CAPEM: caPEM, keepPayloads: 1 << 20, stopped: make(chan struct{}), arrived: make(chan struct{}, 1), creds: map[string]bool{Credential: true},
 		policy: func(int) ConnPolicy { return ConnPolicy{} }}
 	s.register = func(_ int, w http.ResponseWriter) {
 		w.Header().Set("Content-Type", "application/json")
@@ -118,6 +124,7 @@ func New(t testing.TB) *Server {
 
 // Close stops the server and cuts every connection.
 func (s *Server) Close() {
+	s.stopOnce.Do(func() { close(s.stopped) })
 	s.DropAll()
 	s.srv.Close()
 }
@@ -173,6 +180,13 @@ func (s *Server) Conns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
+}
+
+// Pings returns how many pings the agents sent.
+func (s *Server) Pings() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pings
 }
 
 // Authorizations returns the Authorization headers of every websocket request.
@@ -354,8 +368,36 @@ func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 		defer c.mu.Unlock()
 		return ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(time.Second))
 	})
+	ws.SetPingHandler(func(data string) error {
+		s.mu.Lock()
+		s.pings++
+		s.mu.Unlock()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
 	defer ws.Close()
 	for count := 1; ; count++ {
+		if policy.Stall && count > 1 {
+			// Wait for the agent to hang up: the connection's reads end with an error then, but
+			// nobody reads, so watch the TCP connection instead.
+			_ = ws.UnderlyingConn().SetReadDeadline(time.Time{})
+			buf := make([]byte, 1)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					if _, err := ws.UnderlyingConn().Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+			select {
+			case <-done:
+			case <-s.stopped:
+			}
+			return
+		}
 		_, data, err := ws.ReadMessage()
 		if err != nil {
 			return
