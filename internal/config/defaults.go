@@ -68,6 +68,7 @@ func applyDefaults(r *report, c *Config) {
 	setDefault(r, "controller.checkin.listen", &ctl.Checkin.Listen, DefaultCheckinListen)
 	setDefault(r, "controller.checkin.url", &ctl.Checkin.URL, DefaultCheckinURL)
 	setDefault(r, "controller.reconciliation.interval", &ctl.Reconciliation.Interval, Duration{DefaultReconcileInterval})
+	setDefault(r, "controller.platform.host", &ctl.Platform.Host, DefaultPlatformHost)
 
 	for i := range ctl.Autoscale.Hosts {
 		h := &ctl.Autoscale.Hosts[i]

@@ -99,6 +99,7 @@ func validateConfig(r *report, c *Config, baseDir string) {
 	}
 
 	positive(r, "controller.reconciliation.interval", ctl.Reconciliation.Interval)
+	validatePlatform(r, &ctl.Platform, baseDir)
 
 	hosts := validateHosts(r, ctl.Autoscale.Hosts)
 	validateGroups(r, "controller.autoscale.groups", ctl.Autoscale.Groups, hosts, baseDir)
