@@ -35,6 +35,7 @@ import (
 	"github.com/premiscale/premiscale/internal/images"
 	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/libvirt"
+	"github.com/premiscale/premiscale/internal/platform"
 	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
 	"github.com/premiscale/premiscale/workflows"
@@ -60,6 +61,12 @@ type Options struct {
 	// Notify, if set, is sent systemd notify states: STATUS=… while waiting, READY=1 once
 	// ready, STOPPING=1 when stopping.
 	Notify func(state string) error
+	// Version is the worker's version, sent to the platform; ConfigDir the config file's
+	// folder, where group files from the platform find their relative files; Platform
+	// tunes the platform link.
+	Version   string
+	ConfigDir string
+	Platform  platform.Options
 }
 
 // Phases of a worker's life, as /readyz reports them.
@@ -313,6 +320,9 @@ func (w *Worker) startup(ctx context.Context, comps *components) error {
 		return err
 	}
 	if err := comps.start(w.temporalWorkerComponents()...); err != nil {
+		return err
+	}
+	if err := comps.start(w.platformComponent()); err != nil {
 		return err
 	}
 	w.log.Info("workers started", "task_queue", w.cfg.Controller.Temporal.TaskQueue, "hosts", len(w.conns))

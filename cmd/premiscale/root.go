@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -26,6 +25,7 @@ type globalFlags struct {
 	// waitForDeps and waitTimeout: see addWorkerFlags.
 	waitForDeps bool
 	waitTimeout time.Duration
+	platform    platformFlags
 }
 
 const defaultPidFile = "/opt/premiscale/premiscale.pid"
@@ -47,7 +47,7 @@ Run with a config file to start the worker (the same as "premiscale worker"); us
 			case g.version:
 				return printVersion(cmd.OutOrStdout())
 			case g.validate:
-				return runValidate(cmd.OutOrStdout(), g.configPath)
+				return runValidate(cmd, g)
 			}
 			return runWorker(cmd, g)
 		},
@@ -66,12 +66,16 @@ Run with a config file to start the worker (the same as "premiscale worker"); us
 }
 
 // runValidate loads the config and prints a summary, or every problem found.
-func runValidate(out io.Writer, path string) error {
+func runValidate(cmd *cobra.Command, g *globalFlags) error {
+	path := g.configPath
 	cfg, err := config.Load(path)
 	if err != nil {
 		return describeConfigError(path, err)
 	}
-	fmt.Fprintf(out, "%s is valid.\n%s", path, cfg.Summary())
+	if err := applyPlatformFlags(cmd, cfg, &g.platform); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s is valid.\n%s", path, cfg.Summary())
 	return nil
 }
 

@@ -41,11 +41,15 @@ func addWorkerFlags(cmd *cobra.Command, g *globalFlags) {
 	f.StringVar(&g.pidFile, "pid-file", defaultPidFile, "pid file of the worker (default: controller.pidFile from the config)")
 	f.BoolVar(&g.waitForDeps, "wait-for-dependencies", true, "at start-up, wait for Temporal, MySQL, InfluxDB and the hosts' libvirt (retrying with back-off) instead of exiting")
 	f.DurationVar(&g.waitTimeout, "wait-timeout", 0, "give up waiting for dependencies after this long (0: wait until stopped)")
+	addPlatformFlags(f, &g.platform)
 }
 
 func runWorker(cmd *cobra.Command, g *globalFlags) error {
 	cfg, err := loadConfig(g)
 	if err != nil {
+		return err
+	}
+	if err := applyPlatformFlags(cmd, cfg, &g.platform); err != nil {
 		return err
 	}
 	pidFile := cfg.Controller.PidFile
@@ -78,6 +82,8 @@ func runWorker(cmd *cobra.Command, g *globalFlags) error {
 		WaitForDependencies: g.waitForDeps,
 		WaitTimeout:         g.waitTimeout,
 		Notify:              sdnotify.FromEnv().Notify,
+		Version:             version,
+		ConfigDir:           filepath.Dir(g.configPath),
 	}
 	// The pid file says the worker is up. Waiting for dependencies is part of being up (its
 	// health endpoint says for what); without waiting, a missing dependency is a failed start.

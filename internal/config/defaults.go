@@ -81,6 +81,7 @@ func applyDefaults(r *report, c *Config) {
 	setDefault(r, "controller.checkin.listen", &ctl.Checkin.Listen, DefaultCheckinListen)
 	setDefault(r, "controller.checkin.url", &ctl.Checkin.URL, DefaultCheckinURL)
 	setDefault(r, "controller.reconciliation.interval", &ctl.Reconciliation.Interval, Duration{DefaultReconcileInterval})
+	setDefault(r, "controller.platform.host", &ctl.Platform.Host, DefaultPlatformHost)
 
 	as := &ctl.Autoscale
 	setDefault(r, "controller.autoscale.hostDownAfter", &as.HostDownAfter, Duration{2 * ctl.Reconciliation.Interval.Duration})

@@ -112,6 +112,7 @@ func (c *Config) Summary() string {
 	fmt.Fprintf(&b, "intervals:      reconciliation %s, collection %s, host timeout %s\n", ctl.Reconciliation.Interval, db.CollectionInterval, db.HostConnectionTimeout)
 	fmt.Fprintf(&b, "check-in:       listen %s, guests call %s\n", ctl.Checkin.Listen, ctl.Checkin.URL)
 	fmt.Fprintf(&b, "healthcheck:    %s\n", net.JoinHostPort(ctl.Healthcheck.Host, strconv.Itoa(ctl.Healthcheck.Port)))
+	fmt.Fprintf(&b, "platform:       %s\n", platformSummary(ctl.Platform))
 
 	fmt.Fprintf(&b, "hosts:          %d\n", len(ctl.Autoscale.Hosts))
 	for _, h := range ctl.Autoscale.Hosts {

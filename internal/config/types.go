@@ -25,6 +25,7 @@ type Controller struct {
 	Checkin        Checkin        `yaml:"checkin" json:"checkin"`
 	Reconciliation Reconciliation `yaml:"reconciliation" json:"reconciliation"`
 	Autoscale      Autoscale      `yaml:"autoscale" json:"autoscale"`
+	Platform       Platform       `yaml:"platform" json:"platform"`
 }
 
 // Healthcheck is the worker's own health endpoint (/livez, /readyz, /healthz).

@@ -99,6 +99,7 @@ func validateConfig(r *report, c *Config, baseDir string) {
 	}
 
 	positive(r, "controller.reconciliation.interval", ctl.Reconciliation.Interval)
+	validatePlatform(r, &ctl.Platform, baseDir)
 
 	validateFleet(r, "controller.autoscale", ctl.Autoscale)
 	hosts := validateHosts(r, ctl.Autoscale.Hosts)

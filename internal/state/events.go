@@ -81,12 +81,20 @@ func (s *Store) RecordScalingEvent(ctx context.Context, e ScalingEvent) (bool, e
 	}
 	const q = "INSERT INTO scaling_events (event_key, group_name, `at`, from_size, to_size, metrics, reason, action, outcome, winner, checks, workflow_id, run_id) " +
 		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE id = id"
-	res, err := s.db.ExecContext(ctx, q, e.Key, e.Group, orNow(e.At), e.From, e.To, string(mj),
-		truncate(e.Reason, maxReason), e.Action, e.Outcome, e.Winner, checks, e.WorkflowID, e.RunID)
-	if err != nil {
-		return false, fmt.Errorf("record scaling event %s for group %s in %s: %w", e.Key, e.Group, s.where, err)
-	}
-	n, err := res.RowsAffected()
+	at := orNow(e.At)
+	var n int64
+	// A new row goes to the platform's outbox in the same transaction (see outbox.go).
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, q, e.Key, e.Group, at, e.From, e.To, string(mj),
+			truncate(e.Reason, maxReason), e.Action, e.Outcome, e.Winner, checks, e.WorkflowID, e.RunID)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil || n != 1 {
+			return err
+		}
+		return enqueueDecision(ctx, tx, e, at, metrics)
+	})
 	if err != nil {
 		return false, fmt.Errorf("record scaling event %s for group %s in %s: %w", e.Key, e.Group, s.where, err)
 	}

@@ -56,9 +56,23 @@ func (s *Store) UpsertInstance(ctx context.Context, in Instance) error {
 		"last_seen_at = GREATEST(COALESCE(last_seen_at, VALUES(last_seen_at)), COALESCE(VALUES(last_seen_at), last_seen_at)), " +
 		"terminated_at = COALESCE(terminated_at, VALUES(terminated_at)), " +
 		"state = IF(state = 'terminated' OR (state = 'failed' AND VALUES(state) <> 'terminated'), state, VALUES(state))"
-	_, err := s.db.ExecContext(ctx, q,
-		in.Name, in.Group, in.Host, in.State, in.Address, truncate(in.Reason, maxReason),
-		orNow(in.CreatedAt), nullTime(in.CheckedInAt), nullTime(in.LastSeenAt), nullTime(in.TerminatedAt))
+	// A change of state goes to the platform's outbox in the same transaction (see outbox.go).
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var before sql.NullString
+		if err := tx.QueryRowContext(ctx, "SELECT state FROM instances WHERE name = ?", in.Name).Scan(&before); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, q,
+			in.Name, in.Group, in.Host, in.State, in.Address, truncate(in.Reason, maxReason),
+			orNow(in.CreatedAt), nullTime(in.CheckedInAt), nullTime(in.LastSeenAt), nullTime(in.TerminatedAt)); err != nil {
+			return err
+		}
+		after, err := scanInstance(tx.QueryRowContext(ctx, "SELECT "+instanceColumns+" FROM instances WHERE name = ?", in.Name))
+		if err != nil {
+			return err
+		}
+		return enqueueInstanceChange(ctx, tx, before, after)
+	})
 	if err != nil {
 		return fmt.Errorf("upsert instance %s (group %s, state %s) in %s: %w", in.Name, in.Group, in.State, s.where, err)
 	}
