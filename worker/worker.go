@@ -29,8 +29,8 @@ import (
 	"github.com/premiscale/premiscale/internal/checkin"
 	"github.com/premiscale/premiscale/internal/collector"
 	"github.com/premiscale/premiscale/internal/config"
-	"github.com/premiscale/premiscale/internal/groupctl"
 	"github.com/premiscale/premiscale/internal/drift"
+	"github.com/premiscale/premiscale/internal/groupctl"
 	"github.com/premiscale/premiscale/internal/hostwatch"
 	"github.com/premiscale/premiscale/internal/images"
 	"github.com/premiscale/premiscale/internal/influxdb"
@@ -46,7 +46,8 @@ type Options struct {
 	Logger *slog.Logger
 	// StartGroups starts (or updates) every group in the config once the workers run.
 	StartGroups bool
-	// Hosts limits the hosts this worker serves; empty serves every host in the config.
+	// Hosts limits the hosts this worker serves (the --serve flag); empty serves those of
+	// controller.autoscale.serve, or every host in the config.
 	Hosts []string
 	// WaitForDependencies makes start-up retry a dependency that does not answer (with
 	// back-off, logging each attempt) instead of failing at once.
@@ -251,15 +252,17 @@ func (w *Worker) hostDependency(h *servedHost) *dependency {
 
 func (a *Worker) servedHosts() []config.Host {
 	hosts := a.cfg.Controller.Autoscale.Hosts
-	if len(a.opts.Hosts) == 0 {
+	serve := a.opts.Hosts
+	if len(serve) == 0 {
+		serve = a.cfg.Controller.Autoscale.Serve
+	}
+	if len(serve) == 0 {
 		return hosts
 	}
 	var out []config.Host
 	for _, h := range hosts {
-		for _, want := range a.opts.Hosts {
-			if h.Name == want {
-				out = append(out, h)
-			}
+		if slices.Contains(serve, h.Name) {
+			out = append(out, h)
 		}
 	}
 	return out

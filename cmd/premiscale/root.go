@@ -26,6 +26,8 @@ type globalFlags struct {
 	waitForDeps bool
 	waitTimeout time.Duration
 	platform    platformFlags
+	// serve: the hosts this worker serves (--serve).
+	serve []string
 }
 
 const defaultPidFile = "/opt/premiscale/premiscale.pid"

@@ -42,6 +42,7 @@ func addWorkerFlags(cmd *cobra.Command, g *globalFlags) {
 	f.BoolVar(&g.waitForDeps, "wait-for-dependencies", true, "at start-up, wait for Temporal, MySQL, InfluxDB and the hosts' libvirt (retrying with back-off) instead of exiting")
 	f.DurationVar(&g.waitTimeout, "wait-timeout", 0, "give up waiting for dependencies after this long (0: wait until stopped)")
 	addPlatformFlags(f, &g.platform)
+	f.StringSliceVar(&g.serve, "serve", nil, "serve only these hosts of controller.autoscale.hosts (repeat or comma-separate; default: controller.autoscale.serve, or every host)")
 }
 
 func runWorker(cmd *cobra.Command, g *globalFlags) error {
@@ -84,6 +85,7 @@ func runWorker(cmd *cobra.Command, g *globalFlags) error {
 		Notify:              sdnotify.FromEnv().Notify,
 		Version:             version,
 		ConfigDir:           filepath.Dir(g.configPath),
+		Hosts:               g.serve,
 	}
 	// The pid file says the worker is up. Waiting for dependencies is part of being up (its
 	// health endpoint says for what); without waiting, a missing dependency is a failed start.

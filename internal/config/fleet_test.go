@@ -82,6 +82,11 @@ func TestInvalidFleetKeys(t *testing.T) {
 			},
 		},
 		{
+			name: "serve names hosts of the config",
+			yaml: edit(t, "  autoscale:\n", "  autoscale:\n    serve: [local, kvm9]\n"),
+			want: []string{`controller.autoscale.serve[1]: unknown host "kvm9" (defined hosts: local, kvm1)`},
+		},
+		{
 			name: "host capacity",
 			yaml: edit(t, "        uri: test:///default\n", "        uri: test:///default\n        cpuOvercommit: 0\n        memoryOvercommit: 101\n        reserved: {cpus: -1, memory: -5}\n"),
 			want: []string{

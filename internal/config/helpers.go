@@ -114,7 +114,11 @@ func (c *Config) Summary() string {
 	fmt.Fprintf(&b, "healthcheck:    %s\n", net.JoinHostPort(ctl.Healthcheck.Host, strconv.Itoa(ctl.Healthcheck.Port)))
 	fmt.Fprintf(&b, "platform:       %s\n", platformSummary(ctl.Platform))
 
-	fmt.Fprintf(&b, "hosts:          %d\n", len(ctl.Autoscale.Hosts))
+	serves := "every host"
+	if len(ctl.Autoscale.Serve) > 0 {
+		serves = strings.Join(ctl.Autoscale.Serve, ", ")
+	}
+	fmt.Fprintf(&b, "hosts:          %d (this worker serves %s; down after %s without proof of life)\n", len(ctl.Autoscale.Hosts), serves, ctl.Autoscale.HostDownAfter)
 	for _, h := range ctl.Autoscale.Hosts {
 		uri, err := h.LibvirtURI()
 		if err != nil {

@@ -98,7 +98,11 @@ type Reconciliation struct {
 // Autoscale lists the hypervisor hosts and the autoscaling groups placed on them, and how the
 // fleet of hosts is watched.
 type Autoscale struct {
-	Hosts  []Host           `yaml:"hosts" json:"hosts"`
+	Hosts []Host `yaml:"hosts" json:"hosts"`
+	// Serve names the hosts this worker serves (runs their libvirt activities, proves them
+	// alive, collects their stats); empty serves every host. A fleet runs one worker per host,
+	// each serving its own; `premiscale worker --serve NAME` says the same per process.
+	Serve  []string         `yaml:"serve,omitempty" json:"serve,omitempty"`
 	Groups map[string]Group `yaml:"groups" json:"groups"`
 	// HostDownAfter: a host without proof of life (its worker reached its libvirt) for this long
 	// is down; no launch goes there. Default: two reconciliation intervals.

@@ -103,6 +103,11 @@ func validateConfig(r *report, c *Config, baseDir string) {
 
 	validateFleet(r, "controller.autoscale", ctl.Autoscale)
 	hosts := validateHosts(r, ctl.Autoscale.Hosts)
+	for i, name := range ctl.Autoscale.Serve {
+		if !slices.Contains(hosts, name) {
+			r.add(fmt.Sprintf("controller.autoscale.serve[%d]", i), "unknown host %q (defined hosts: %s)", name, strings.Join(hosts, ", "))
+		}
+	}
 	validateGroups(r, "controller.autoscale.groups", ctl.Autoscale.Groups, hosts, baseDir)
 }
 

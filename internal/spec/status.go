@@ -8,7 +8,8 @@ import (
 
 // InstanceState is where an instance is in its life, as the workflows track it and MySQL
 // records it: launching → booting → running → retiring → terminated; failed marks one that
-// never came up or broke.
+// never came up or broke; lost one whose host has been down longer than the group's
+// hostGracePeriod (it no longer counts, and is destroyed when its host answers again).
 type InstanceState = string
 
 // Instance states.
@@ -19,6 +20,7 @@ const (
 	StateRetiring   InstanceState = "retiring"
 	StateTerminated InstanceState = "terminated"
 	StateFailed     InstanceState = "failed"
+	StateLost       InstanceState = "lost"
 )
 
 // IsLive says whether an instance in this state counts toward its group's size.
