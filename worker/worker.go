@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/premiscale/premiscale/activities"
@@ -28,6 +27,7 @@ import (
 	"github.com/premiscale/premiscale/internal/libvirt"
 	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
+	"github.com/premiscale/premiscale/internal/temporalclient"
 	"github.com/premiscale/premiscale/workflows"
 )
 
@@ -68,10 +68,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *Agent, err e
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	a = &Agent{cfg: cfg, opts: opts, log: opts.Logger, conns: map[string]*libvirt.Conn{}}
+	// The error returns below set a to nil before this defer runs: close what was built.
+	built := &Agent{cfg: cfg, opts: opts, log: opts.Logger, conns: map[string]*libvirt.Conn{}}
+	a = built
 	defer func() {
 		if err != nil {
-			a.Close()
+			built.Close()
 			a = nil
 		}
 	}()
@@ -88,13 +90,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *Agent, err e
 	if a.secret, err = a.checkinSecret(ctx); err != nil {
 		return nil, err
 	}
-	a.temporal, err = client.DialContext(ctx, client.Options{
-		HostPort:  c.Temporal.Address,
-		Namespace: c.Temporal.Namespace,
-		Logger:    tlog.NewStructuredLogger(a.log.With("component", "temporal")),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w", c.Temporal.Address, c.Temporal.Namespace, err)
+	if a.temporal, err = temporalclient.Dial(ctx, c.Temporal, a.log.With("component", "temporal")); err != nil {
+		return nil, err
 	}
 	for _, h := range a.servedHosts() {
 		uri, err := h.LibvirtURI()
