@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/premiscale/premiscale/activities"
@@ -38,6 +37,7 @@ import (
 	"github.com/premiscale/premiscale/internal/platform"
 	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
+	"github.com/premiscale/premiscale/internal/temporalclient"
 	"github.com/premiscale/premiscale/workflows"
 )
 
@@ -164,11 +164,7 @@ func (w *Worker) temporalDependency() *dependency {
 		key:     key,
 		failure: fmt.Sprintf("connect to Temporal at %s (namespace %s; %s)", t.Address, t.Namespace, key),
 		connect: func(ctx context.Context) error {
-			tc, err := client.DialContext(ctx, client.Options{
-				HostPort:  t.Address,
-				Namespace: t.Namespace,
-				Logger:    tlog.NewStructuredLogger(w.log.With("component", "temporal")),
-			})
+			tc, err := temporalclient.Dial(ctx, t, w.log.With("component", "temporal"))
 			if err != nil {
 				return err
 			}

@@ -34,7 +34,10 @@ func newScaleCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "scale NAME [--desired N] [--min N] [--max N]",
 		Short: "Set a group's desired size now, and/or change its bounds",
-		Args:  cobra.ExactArgs(1),
+		Example: `  premiscale group scale web --desired 4
+  premiscale group scale web --min 2 --max 12`,
+		Args:              exactArgs(argGroup("the group to resize")),
+		ValidArgsFunction: completeGroups(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var req spec.ScaleRequest
 			if cmd.Flags().Changed("desired") {
@@ -72,9 +75,11 @@ func newScaleCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 
 func signalCommand(g *globalFlags, gf *groupFlags, use, short string, f func(*groupctl.Client, context.Context, string) error, done string) *cobra.Command {
 	return &cobra.Command{
-		Use:   use + " NAME",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
+		Use:               use + " NAME",
+		Short:             short,
+		Example:           "  premiscale group " + use + " web",
+		Args:              exactArgs(argGroup("the group to " + use)),
+		ValidArgsFunction: completeGroups(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withGroups(cmd, g, gf, false, func(ctx context.Context, _ *config.Config, ctl *groupctl.Client) error {
 				if err := f(ctl, ctx, args[0]); err != nil {
@@ -91,9 +96,11 @@ func signalCommand(g *globalFlags, gf *groupFlags, use, short string, f func(*gr
 func newUpdateCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
-		Use:   "update NAME -f GROUP_FILE",
-		Short: "Send a running group a new spec, applied at its next evaluation",
-		Args:  cobra.ExactArgs(1),
+		Use:               "update NAME -f GROUP_FILE",
+		Short:             "Send a running group a new spec, applied at its next evaluation",
+		Example:           `  premiscale group update web -f group-web.yaml`,
+		Args:              exactArgs(argGroup("the group to update")),
+		ValidArgsFunction: completeGroups(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if file == "" {
 				return fmt.Errorf("-f/--file is required: the group file with the new spec")
@@ -121,7 +128,10 @@ func newProtectCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "protect NAME INSTANCE [--off]",
 		Short: "Protect an instance from scale-in (or, with --off, remove the protection)",
-		Args:  cobra.ExactArgs(2),
+		Example: `  premiscale group protect web web-3
+  premiscale group protect web web-3 --off`,
+		Args:              exactArgs(argGroup("the group of the instance"), argInstance),
+		ValidArgsFunction: completeGroupThenInstance(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withGroups(cmd, g, gf, false, func(ctx context.Context, _ *config.Config, ctl *groupctl.Client) error {
 				ref, err := ctl.Protect(ctx, args[0], args[1], !off)
@@ -147,7 +157,10 @@ func newEventsCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "events NAME [--since 1h]",
 		Short: "Print a group's decision log: every evaluation that changed or wanted to change its size",
-		Args:  cobra.ExactArgs(1),
+		Example: `  premiscale group events web
+  premiscale group events web --since 24h -o json`,
+		Args:              exactArgs(argGroup("the group whose decisions to print")),
+		ValidArgsFunction: completeGroups(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if since <= 0 {
 				return fmt.Errorf("--since %s: must be a positive duration such as 30m or 24h", since)

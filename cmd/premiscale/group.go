@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 
 	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/groupctl"
@@ -29,14 +26,19 @@ func newGroupCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "group",
 		Short: "Create, list, inspect and delete autoscaling groups",
+		Example: `  premiscale group create web --wait -c /opt/premiscale/config.yaml
+  premiscale group list -o yaml
+  premiscale group status web --watch`,
 	}
-	cmd.PersistentFlags().StringVarP(&gf.output, "output", "o", "table", "output format: table or json")
+	gf.addFlag(cmd)
 	cmd.AddCommand(
 		newGroupCreateCommand(g, gf),
 		&cobra.Command{
 			Use:   "list",
 			Short: "List running groups",
-			Args:  cobra.NoArgs,
+			Example: `  premiscale group list
+  premiscale group list -o json`,
+			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				return withGroups(cmd, g, gf, false, func(ctx context.Context, cfg *config.Config, ctl *groupctl.Client) error {
 					list, err := ctl.List(ctx)
@@ -47,34 +49,73 @@ func newGroupCommand(g *globalFlags) *cobra.Command {
 				})
 			},
 		},
-		&cobra.Command{
-			Use:   "status NAME",
-			Short: "Show a group's size, instances and last decision",
-			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				return withGroups(cmd, g, gf, true, func(ctx context.Context, cfg *config.Config, ctl *groupctl.Client) error {
-					s, err := ctl.Status(ctx, args[0])
-					if err != nil {
-						return err
-					}
-					return gf.print(cmd.OutOrStdout(), s, func(w io.Writer) { printStatus(w, s) })
-				})
-			},
-		},
+		newGroupStatusCommand(g, gf),
 		newGroupDeleteCommand(g, gf),
 	)
 	cmd.AddCommand(newControlCommands(g, gf)...)
 	return cmd
 }
 
+func newGroupStatusCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
+	var (
+		watch    bool
+		interval time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status NAME",
+		Short: "Show a group's size, instances and last decision",
+		Example: `  premiscale group status web
+  premiscale group status web -o yaml
+
+  # Redraw every 5 seconds until Ctrl-C
+  premiscale group status web --watch --interval 5s`,
+		Args:              exactArgs(argGroup("the group to show")),
+		ValidArgsFunction: completeGroups(g),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if watch && interval <= 0 {
+				return fmt.Errorf("--interval %s: must be a positive duration such as 2s", interval)
+			}
+			return withGroups(cmd, g, gf, true, func(ctx context.Context, cfg *config.Config, ctl *groupctl.Client) error {
+				show := func(w io.Writer) error {
+					s, err := status(ctx, ctl, args[0])
+					if err != nil {
+						return err
+					}
+					return gf.print(w, s, func(w io.Writer) { printStatus(w, s) })
+				}
+				if watch {
+					return watchStatus(ctx, cmd, gf, args[0], interval, show)
+				}
+				return show(cmd.OutOrStdout())
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "show the status again every --interval until interrupted")
+	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "with --watch: time between refreshes")
+	return cmd
+}
+
 func newGroupCreateCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
-	var file string
+	var (
+		file    string
+		wait    bool
+		timeout time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Start a group from the config (or from -f FILE); a running group gets the new spec",
-		Args:  cobra.ExactArgs(1),
+		Example: `  # Start the config's group "web"
+  premiscale group create web -c /opt/premiscale/config.yaml
+
+  # Start it from a group file and wait until its minimum number of instances run
+  premiscale group create web -f group-web.yaml --wait --timeout 15m`,
+		Args:              exactArgs(argGroup("the group to start, as named in the config (or in -f FILE)")),
+		ValidArgsFunction: completeConfigGroups(g, &file),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
+			if wait && timeout <= 0 {
+				return fmt.Errorf("--timeout %s: must be a positive duration such as 10m", timeout)
+			}
 			return withGroups(cmd, g, gf, false, func(ctx context.Context, cfg *config.Config, ctl *groupctl.Client) error {
 				gs, err := groupSpec(cfg, name, file, g.configPath)
 				if err != nil {
@@ -85,17 +126,32 @@ func newGroupCreateCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 					return err
 				}
 				out := map[string]any{"group": name, "workflowId": spec.GroupWorkflowID(name), "runId": res.RunID, "started": res.Started}
-				return gf.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+				startLine := func(w io.Writer) {
 					if res.Started {
 						fmt.Fprintf(w, "group %s started (workflow %s, run %s)\n", name, spec.GroupWorkflowID(name), res.RunID)
 					} else {
 						fmt.Fprintf(w, "group %s was already running; sent it the new spec (applied at its next evaluation)\n", name)
 					}
+				}
+				if !wait {
+					return gf.print(cmd.OutOrStdout(), out, startLine)
+				}
+				startLine(gf.progress(cmd))
+				s, err := waitUntilReady(ctx, ctl, name, timeout, gf.progress(cmd))
+				if err != nil {
+					return err
+				}
+				out["ready"] = true
+				out["status"] = s
+				return gf.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+					fmt.Fprintf(w, "group %s is ready: %d running (min %d, max %d)\n", name, s.Current, s.Min, s.Max)
 				})
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "group file (version: v1alpha1, groups: {NAME: ...}) instead of the config's groups")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the group has its minimum number of instances, all running, printing progress")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait: how long to wait before giving up (exit status 1)")
 	return cmd
 }
 
@@ -104,12 +160,15 @@ func newGroupDeleteCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "delete NAME",
 		Short: "Retire every instance of a group, wait until they are gone, and end the group",
-		Args:  cobra.ExactArgs(1),
+		Example: `  premiscale group delete web
+  premiscale group delete web --timeout 30m`,
+		Args:              exactArgs(argGroup("the group to delete")),
+		ValidArgsFunction: completeGroups(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withGroups(cmd, g, gf, false, func(ctx context.Context, cfg *config.Config, ctl *groupctl.Client) error {
 				ctx, cancel := context.WithTimeout(ctx, timeout)
 				defer cancel()
-				if err := ctl.Delete(ctx, args[0]); err != nil {
+				if err := deleteWithProgress(ctx, ctl, args[0], gf.progress(cmd)); err != nil {
 					return err
 				}
 				return gf.print(cmd.OutOrStdout(), map[string]any{"group": args[0], "deleted": true}, func(w io.Writer) {
@@ -124,8 +183,8 @@ func newGroupDeleteCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 
 // withGroups loads the config, connects to Temporal (and MySQL when withStore), and runs f.
 func withGroups(cmd *cobra.Command, g *globalFlags, gf *groupFlags, withStore bool, f func(context.Context, *config.Config, *groupctl.Client) error) error {
-	if gf.output != "table" && gf.output != "json" {
-		return fmt.Errorf("--output %q: must be table or json", gf.output)
+	if err := gf.check(); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(g)
 	if err != nil {
@@ -136,36 +195,32 @@ func withGroups(cmd *cobra.Command, g *globalFlags, gf *groupFlags, withStore bo
 		return err
 	}
 	defer closeLog()
-	ctx := cmd.Context()
-	t := cfg.Controller.Temporal
-	dialCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	tc, err := client.DialContext(dialCtx, client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: tlog.NewStructuredLogger(logger)})
+	ctl, closeCtl, err := openGroups(cmd.Context(), cfg, logger, withStore)
 	if err != nil {
-		return fmt.Errorf("connect to Temporal at %s (controller.temporal.address, or TEMPORAL_ADDRESS): %w", t.Address, err)
+		return err
 	}
-	defer tc.Close()
-	ctl := &groupctl.Client{Temporal: tc, TaskQueue: t.TaskQueue}
-	if withStore {
-		store, err := state.Open(ctx, cfg.Controller.Databases.State)
-		if err != nil {
-			return fmt.Errorf("open state database: %w", err)
-		}
-		defer store.Close()
-		ctl.Store = store
-	}
-	return f(ctx, cfg, ctl)
+	defer closeCtl()
+	return f(cmd.Context(), cfg, ctl)
 }
 
-func (gf *groupFlags) print(w io.Writer, v any, table func(io.Writer)) error {
-	if gf.output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+// openGroups connects a group controller to Temporal, and to MySQL when withStore.
+func openGroups(ctx context.Context, cfg *config.Config, logger *slog.Logger, withStore bool) (*groupctl.Client, func(), error) {
+	t := cfg.Controller.Temporal
+	tc, err := dialTemporal(ctx, t, logger)
+	if err != nil {
+		return nil, nil, err
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	table(tw)
-	return tw.Flush()
+	ctl := &groupctl.Client{Temporal: tc, TaskQueue: t.TaskQueue}
+	if !withStore {
+		return ctl, tc.Close, nil
+	}
+	store, err := state.Open(ctx, cfg.Controller.Databases.State)
+	if err != nil {
+		tc.Close()
+		return nil, nil, fmt.Errorf("open state database: %w", err)
+	}
+	ctl.Store = store
+	return ctl, func() { store.Close(); tc.Close() }, nil
 }
 
 func printList(w io.Writer, list []groupctl.Status) {

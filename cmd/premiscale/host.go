@@ -37,7 +37,7 @@ func newHostCommand(g *globalFlags) *cobra.Command {
 		Use:   "host",
 		Short: "Show the hypervisor hosts: up or down, capacity, use, instances",
 	}
-	cmd.PersistentFlags().StringVarP(&gf.output, "output", "o", "table", "output format: table or json")
+	gf.addFlag(cmd)
 	cmd.AddCommand(
 		&cobra.Command{
 			Use:   "list",
@@ -63,7 +63,7 @@ func newHostCommand(g *globalFlags) *cobra.Command {
 			Use:     "status NAME",
 			Short:   "Show one host: state, last proof of life, capacity, use and its instances",
 			Example: `  premiscale host status kvm1 -o json`,
-			Args:    exactArgs("NAME: the host to show (a name from controller.autoscale.hosts)"),
+			Args:    exactArgs(arg{"NAME", "the host to show (a name from controller.autoscale.hosts)"}),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return withHosts(cmd, g, gf, func(ctx context.Context, cfg *config.Config, store *state.Store) error {
 					if _, ok := cfg.Host(args[0]); !ok {
@@ -81,22 +81,9 @@ func newHostCommand(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
-// exactArgs wants one argument and names it when it is missing.
-func exactArgs(what string) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, args []string) error {
-		switch {
-		case len(args) == 0:
-			return fmt.Errorf("missing %s", what)
-		case len(args) > 1:
-			return fmt.Errorf("too many arguments %q: want only %s", args[1:], what)
-		}
-		return nil
-	}
-}
-
 func withHosts(cmd *cobra.Command, g *globalFlags, gf *groupFlags, f func(context.Context, *config.Config, *state.Store) error) error {
-	if gf.output != "table" && gf.output != "json" {
-		return fmt.Errorf("--output %q: must be table or json", gf.output)
+	if err := gf.check(); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(g)
 	if err != nil {

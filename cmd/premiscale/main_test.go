@@ -46,9 +46,16 @@ type result struct {
 
 func run(t *testing.T, timeout time.Duration, args ...string) result {
 	t.Helper()
+	return runEnv(t, timeout, nil, args...)
+}
+
+// runEnv runs the binary with env added to this process's environment.
+func runEnv(t *testing.T, timeout time.Duration, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

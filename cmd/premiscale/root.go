@@ -26,6 +26,7 @@ type globalFlags struct {
 	waitForDeps bool
 	waitTimeout time.Duration
 	platform    platformFlags
+	temporal    temporalFlags
 	// serve: the hosts this worker serves (--serve).
 	serve []string
 }
@@ -41,6 +42,13 @@ func newRootCommand() *cobra.Command {
 
 Run with a config file to start the worker (the same as "premiscale worker"); use the
 "group" commands to create, inspect and delete autoscaling groups.`,
+		Example: `  # Check a config file, then run the worker with it in the background
+  premiscale --validate -c /opt/premiscale/config.yaml
+  premiscale -d -c /opt/premiscale/config.yaml
+
+  # Register the search attributes on a production namespace, then start a group and wait for it
+  premiscale temporal setup -c /opt/premiscale/config.yaml
+  premiscale group create web --wait -c /opt/premiscale/config.yaml`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -58,12 +66,14 @@ Run with a config file to start the worker (the same as "premiscale worker"); us
 	pf.StringVarP(&g.configPath, "config", "c", config.DefaultPath, "configuration file to use")
 	pf.BoolVar(&g.logStdout, "log-stdout", false, "log to stdout (JSON) instead of a file beside the pid file")
 	pf.BoolVar(&g.debug, "debug", false, "log at debug level")
+	addTemporalFlags(pf, &g.temporal)
 	f := root.Flags()
 	addWorkerFlags(root, g)
 	f.BoolVar(&g.validate, "validate", false, "validate the configuration file and exit")
 	f.BoolVar(&g.version, "version", false, "print the version and exit")
 
-	root.AddCommand(newWorkerCommand(g), newGroupCommand(g), newHostCommand(g), newVersionCommand())
+	root.AddCommand(newWorkerCommand(g), newGroupCommand(g), newHostCommand(g), newTemporalCommand(g), newVersionCommand())
+	addCompletionCommand(root)
 	return root
 }
 
@@ -104,14 +114,15 @@ func describeConfigError(path string, err error) error {
 	return err
 }
 
-// loadConfig reads the config for any command; TEMPORAL_ADDRESS overrides the Temporal address.
+// loadConfig reads the config for any command; the TEMPORAL_* environment variables and then
+// the --temporal-* flags override controller.temporal.
 func loadConfig(g *globalFlags) (*config.Config, error) {
 	cfg, err := config.Load(g.configPath)
 	if err != nil {
 		return nil, describeConfigError(g.configPath, err)
 	}
-	if addr := os.Getenv("TEMPORAL_ADDRESS"); addr != "" {
-		cfg.Controller.Temporal.Address = addr
+	if cfg.Controller.Temporal, err = resolveTemporal(cfg.Controller.Temporal, g.temporal); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

@@ -24,7 +24,9 @@ func newWorkerCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run the worker: Temporal workers for the shared queue and each host, and the config's groups",
-		Args:  cobra.NoArgs,
+		Example: `  premiscale worker -c /opt/premiscale/config.yaml --log-stdout
+  TEMPORAL_ADDRESS=temporal.internal:7233 premiscale worker -d -c /opt/premiscale/config.yaml`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runWorker(cmd, g)
 		},

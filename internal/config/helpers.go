@@ -103,6 +103,9 @@ func (c *Config) Summary() string {
 	db := ctl.Databases
 	fmt.Fprintf(&b, "version:        %s (mode %s)\n", c.Version, ctl.Mode)
 	fmt.Fprintf(&b, "temporal:       %s (namespace %s, task queue %s)\n", ctl.Temporal.Address, ctl.Temporal.Namespace, ctl.Temporal.TaskQueue)
+	if t := ctl.Temporal; t.TLSEnabled() || t.APIKey != "" {
+		fmt.Fprintf(&b, "temporal auth:  %s\n", temporalAuth(t))
+	}
 	fmt.Fprintf(&b, "state:          %s %s, database %s, user %s\n", db.State.Type, db.State.Connection.URL, db.State.Connection.Database, db.State.Connection.Credentials.Username)
 	retention := "infinite retention"
 	if db.Timeseries.Retention.Duration > 0 {

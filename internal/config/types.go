@@ -34,11 +34,33 @@ type Healthcheck struct {
 	Port int    `yaml:"port" json:"port"`
 }
 
-// Temporal says where the Temporal frontend is and which namespace and shared task queue to use.
+// Temporal says where the Temporal frontend is, how to reach it securely, and which namespace
+// and shared task queue to use.
 type Temporal struct {
-	Address   string `yaml:"address" json:"address"`
-	Namespace string `yaml:"namespace" json:"namespace"`
-	TaskQueue string `yaml:"taskQueue" json:"taskQueue"`
+	Address   string      `yaml:"address" json:"address"`
+	Namespace string      `yaml:"namespace" json:"namespace"`
+	TaskQueue string      `yaml:"taskQueue" json:"taskQueue"`
+	TLS       TemporalTLS `yaml:"tls" json:"tls"`
+	// APIKey authenticates to Temporal Cloud or any server that takes API keys; usually written
+	// $TEMPORAL_API_KEY. It turns TLS on unless tls.enabled is false.
+	APIKey string `yaml:"apiKey,omitempty" json:"-"`
+	// Sources names where values set outside the file came from (an environment variable or a
+	// flag), by key below controller.temporal ("address", "tls.ca"), so that messages point at
+	// the right place. Keys absent here came from the file or its defaults.
+	Sources map[string]string `yaml:"-" json:"-"`
+}
+
+// TemporalTLS secures the connection to Temporal. Relative paths start at the config file's folder.
+type TemporalTLS struct {
+	// Enabled turns TLS on or off; unset, TLS is on when any other key here or apiKey is set.
+	Enabled *bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
+	// CA is a PEM file of the certificates that sign the server's; empty uses the system's roots.
+	CA string `yaml:"ca,omitempty" json:"ca,omitempty"`
+	// Cert and Key are the client's PEM certificate and key, for mTLS; both or neither.
+	Cert string `yaml:"cert,omitempty" json:"cert,omitempty"`
+	Key  string `yaml:"key,omitempty" json:"key,omitempty"`
+	// ServerName is the name the server's certificate must carry, when the address's host is not it.
+	ServerName string `yaml:"serverName,omitempty" json:"serverName,omitempty"`
 }
 
 // Databases configures the state (MySQL) and time-series (InfluxDB) stores.

@@ -50,6 +50,7 @@ func validateConfig(r *report, c *Config, baseDir string) {
 	}
 	r.required("controller.temporal.namespace", ctl.Temporal.Namespace, "")
 	r.required("controller.temporal.taskQueue", ctl.Temporal.TaskQueue, "")
+	validateTemporalTLS(r, &ctl.Temporal, baseDir)
 
 	db := &ctl.Databases
 	positive(r, "controller.databases.collectionInterval", db.CollectionInterval)

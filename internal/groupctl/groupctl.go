@@ -106,8 +106,9 @@ func (c *Client) Status(ctx context.Context, group string) (Status, error) {
 	return s, nil
 }
 
-// List returns the status of every running group on the task queue, ordered by name.
-func (c *Client) List(ctx context.Context) ([]Status, error) {
+// Names returns the names of the running groups on the task queue, ordered, from Temporal's
+// visibility store alone (no worker needs to answer, unlike List).
+func (c *Client) Names(ctx context.Context) ([]string, error) {
 	query := fmt.Sprintf("WorkflowType = 'GroupWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '%s'", c.TaskQueue)
 	var names []string
 	var token []byte
@@ -126,6 +127,15 @@ func (c *Client) List(ctx context.Context) ([]Status, error) {
 		}
 	}
 	sort.Strings(names)
+	return names, nil
+}
+
+// List returns the status of every running group on the task queue, ordered by name.
+func (c *Client) List(ctx context.Context) ([]Status, error) {
+	names, err := c.Names(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Status, 0, len(names))
 	for _, name := range names {
 		s, err := c.Status(ctx, name)

@@ -59,3 +59,7 @@ var (
 	AttrCurrent    = temporal.NewSearchAttributeKeyInt64("PremiscaleCurrent")
 	AttrLastAction = temporal.NewSearchAttributeKeyKeyword("PremiscaleLastAction")
 )
+
+// SearchAttributes are every search attribute PremiScale's workflows set: what
+// `premiscale temporal setup` registers on a namespace. Add a new attribute here.
+var SearchAttributes = []temporal.SearchAttributeKey{AttrGroup, AttrDesired, AttrCurrent, AttrLastAction}
