@@ -75,7 +75,7 @@ func us(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 
 func ptr(t time.Time) *time.Time { return &t }
 
-const migrationCount = 3
+const migrationCount = 4
 
 func TestOpenAppliesMigrationsOnce(t *testing.T) {
 	s, cfg := openStore(t)
