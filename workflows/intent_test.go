@@ -178,7 +178,9 @@ type unexpected struct {
 	want string
 }
 
-func (u *unexpected) Error() string { return "got error " + errString(u.got) + ", want one with " + u.want }
+func (u *unexpected) Error() string {
+	return "got error " + errString(u.got) + ", want one with " + u.want
+}
 
 func errString(err error) string {
 	if err == nil {
