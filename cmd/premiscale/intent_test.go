@@ -94,8 +94,20 @@ func eventReasons(t *testing.T, configPath, group string) []string {
 	return out
 }
 
-func hasReason(reasons []string, text string) bool {
-	return slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(r, text) })
+// waitEvent waits for a row of the group's decision log that says text: the evaluation that
+// writes it may come an interval after the change.
+func waitEvent(t *testing.T, configPath, group, text string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var reasons []string
+	for time.Now().Before(deadline) {
+		reasons = eventReasons(t, configPath, group)
+		if slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(r, text) }) {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Errorf("decision log of %s lacks %q: %q", group, text, reasons)
 }
 
 // workerProcess is a `premiscale worker` the test can stop cleanly or kill.
@@ -259,6 +271,123 @@ func TestFailuresTogetherAreAllReplaced(t *testing.T) {
 	if len(all) != 15 || states["failed"] != 9 || states["running"] != 6 {
 		t.Errorf("MySQL lists %d instances %v, want 15: 9 failed and 6 running", len(all), states)
 	}
+	if r := run(t, 3*time.Minute, "group", "delete", group, "-c", path); r.code != 0 {
+		t.Errorf("delete: exit %d\n%s", r.code, r.stderr)
+	}
+	w.stop()
+}
+
+// TestOperatorIntentRules drives the rules of operator intent through the CLI against a real
+// worker: a pending desired size follows the bounds (clamped, then dropped), overrides survive
+// agent restarts, a change of the config's own value wins, --reset and group update --reset
+// clear them, and status says where each value comes from.
+func TestOperatorIntentRules(t *testing.T) {
+	group := testservices.UniqueName(t, "intent")
+	host := testservices.UniqueName(t, "h")
+	// One failed launch blocks launches for 10 minutes, so a goal above the size stays pending.
+	body := fmt.Sprintf(`
+        image: %s/%s-base.qcow2
+        domain: {vcpus: 1, memory: 128}
+        hosts: [%s]
+        networking: {type: ignore}
+        health: {checkin: false}
+        scaling: {minNodes: 1, maxNodes: 4, maxConcurrentLaunches: 1, launchBackoff: {after: 1, initial: 10m, max: 10m}, resourceTarget: {cpu: 50}}`,
+		testservices.TestPool, group, host)
+	ac := testservices.WriteAgentConfigFor(t, testservices.AgentOptions{Group: group, Host: host, URI: "test:///default", GroupBody: body})
+	keepTestDriver(t, group)
+	conn := testDriverConn(t)
+	path := ac.Path
+	scale := func(want string, args ...string) {
+		t.Helper()
+		r := run(t, 30*time.Second, append([]string{"group", "scale", group, "-c", path}, args...)...)
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Fatalf("group scale %s: exit %d, want %q in\n%s%s", strings.Join(args, " "), r.code, want, r.stdout, r.stderr)
+		}
+	}
+
+	w := runWorker(t, path)
+	waitIntent(t, path, group, 90*time.Second, "first instance", func(s intentStatus) bool { return s.allRunning(1) })
+	// Without its base image no instance can launch any more.
+	if _, err := conn.DeleteVolume(context.Background(), testservices.TestPool, group+"-base.qcow2"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A goal the group cannot reach now; then bounds below it.
+	scale("min 1 (config), max 6 (operator: group scale), desired 5", "--max", "6", "--desired", "5")
+	waitIntent(t, path, group, 2*time.Minute, "a failed launch and the goal pending", func(s intentStatus) bool {
+		return s.Goal != nil && s.Goal.Size == 5 && len(s.Instances) == 1 && strings.Contains(s.LastDecision.Reason, "launch failing")
+	})
+	scale("desired size 5 is above the new max 3: clamped to 3", "--max", "3")
+	waitIntent(t, path, group, 30*time.Second, "goal 3", func(s intentStatus) bool { return s.Goal != nil && s.Goal.Size == 3 && s.Max == 3 })
+	scale("desired size 3 is above the new max 1, the group's size already: goal dropped", "--max", "1")
+	s := waitIntent(t, path, group, 30*time.Second, "the goal dropped and the policy deciding", func(s intentStatus) bool {
+		return s.Goal == nil && s.Max == 1 && strings.Contains(s.LastDecision.Reason, "goal dropped")
+	})
+	if s.Sources.Max != "scale" || s.Sources.Min != "config" || s.Config.Max != 4 {
+		t.Errorf("sources %+v, config %+v; want max from scale, min from config, config max 4", s.Sources, s.Config)
+	}
+	for _, want := range []string{"desired size 5 is above the new max 3: clamped to 3", "goal dropped"} {
+		waitEvent(t, path, group, want)
+	}
+
+	// A restart sends the config's spec again: the override stays.
+	w.stop()
+	w = runWorker(t, path)
+	before := s.Evaluations
+	s = waitIntent(t, path, group, time.Minute, "an evaluation after the restart", func(s intentStatus) bool { return s.Evaluations > before+1 })
+	if s.Max != 1 || s.Sources.Max != "scale" {
+		t.Errorf("after a restart: max %d from %s, want the operator's 1", s.Max, s.Sources.Max)
+	}
+	if r := run(t, 30*time.Second, "group", "status", group, "-c", path); r.code != 0 || !strings.Contains(r.stdout, "max 1 (operator: group scale; the config says 4)") || !strings.Contains(r.stdout, "min 1 (config)") {
+		t.Errorf("group status table does not say where the bounds come from: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// The config's own maxNodes changes: the config wins, and says so.
+	cfg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(cfg), "maxNodes: 4,", "maxNodes: 5,", 1)
+	if edited == string(cfg) {
+		t.Fatal("config has no maxNodes: 4 to change")
+	}
+	if err := os.WriteFile(path, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.stop()
+	w = runWorker(t, path)
+	waitIntent(t, path, group, time.Minute, "the config's new max in force", func(s intentStatus) bool {
+		return s.Max == 5 && s.Sources.Max == "config" && s.Config.Max == 5
+	})
+	waitEvent(t, path, group, "the config's maxNodes changed (4 → 5): it replaces the operator's max 1")
+
+	// --reset clears what group scale set.
+	scale("min 2 (operator: group scale)", "--min", "2")
+	scale("min and max back to 1 and 5, from the config", "--reset")
+	waitIntent(t, path, group, 30*time.Second, "min back to the config's", func(s intentStatus) bool { return s.Min == 1 && s.Sources.Min == "config" })
+	if r := run(t, 30*time.Second, "group", "scale", group, "--reset", "--max", "2", "-c", path); r.code == 0 {
+		t.Errorf("--reset with --max was accepted:\n%s", r.stdout)
+	}
+
+	// group update: an override of the whole spec, kept over a restart, cleared by --reset.
+	groupFile := writeGroupFile(t, group, host, "{minNodes: 1, maxNodes: 3, resourceTarget: {cpu: 50}}")
+	if r := run(t, 30*time.Second, "group", "update", group, "-f", groupFile, "-c", path); r.code != 0 || !strings.Contains(r.stdout, "in place of the config's") {
+		t.Fatalf("group update: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	waitIntent(t, path, group, 30*time.Second, "the operator's spec", func(s intentStatus) bool { return s.Max == 3 && s.Sources.Spec == "update" })
+	w.stop()
+	w = runWorker(t, path)
+	s = waitIntent(t, path, group, time.Minute, "an evaluation after the restart", func(s intentStatus) bool { return s.LastDecision.Outcome != "" })
+	before = s.Evaluations
+	s = waitIntent(t, path, group, time.Minute, "another evaluation", func(s intentStatus) bool { return s.Evaluations > before })
+	if s.Max != 3 || s.Sources.Spec != "update" {
+		t.Errorf("after a restart the operator's spec is gone: max %d, sources %+v", s.Max, s.Sources)
+	}
+	if r := run(t, 30*time.Second, "group", "update", group, "--reset", "-c", path); r.code != 0 || !strings.Contains(r.stdout, "back to the config's spec") {
+		t.Fatalf("group update --reset: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	waitIntent(t, path, group, 30*time.Second, "the config's spec again", func(s intentStatus) bool { return s.Max == 5 && s.Sources.Spec == "config" })
+
 	if r := run(t, 3*time.Minute, "group", "delete", group, "-c", path); r.code != 0 {
 		t.Errorf("delete: exit %d\n%s", r.code, r.stderr)
 	}
