@@ -215,6 +215,15 @@ func (g *group) publish(ctx workflow.Context) {
 	if s.LastDecision != nil {
 		b.WriteString(fmt.Sprintf("\n\nLast decision at %s: %s (%s)", s.LastDecision.At.Format(time.RFC3339), s.LastDecision.Outcome, s.LastDecision.Reason))
 	}
+	if s.ReplacementsOwed > 0 {
+		b.WriteString(fmt.Sprintf("\n\nreplacements owed: %d", s.ReplacementsOwed))
+	}
+	if s.Goal != nil {
+		b.WriteString(fmt.Sprintf("\n\noperator's goal: %d", s.Goal.Size))
+	}
+	if s.Sources != (spec.Sources{Min: spec.SourceConfig, Max: spec.SourceConfig, Spec: spec.SourceConfig}) {
+		b.WriteString(fmt.Sprintf("\n\noperator overrides: min from %s, max from %s, spec from %s", s.Sources.Min, s.Sources.Max, s.Sources.Spec))
+	}
 	if s.Launches.LastError != "" && s.Launches.ConsecutiveFailures > 0 {
 		b.WriteString(fmt.Sprintf("\n\nlaunch failing: %s", s.Launches.LastError))
 	}
