@@ -11,4 +11,9 @@ const (
 	// changes (holds on missing data included) and counts repeats (before: a row for every
 	// evaluation that wanted a change, none for a hold on missing data).
 	changeDecisionLogRepeats = "decision-log-repeats"
+	// changeOperatorIntent: the config's spec merges with the operator's overrides instead of
+	// replacing the spec; a pending desired size is clamped or dropped when the bounds move and
+	// expires; failed instances are owed replacements until launched (before: bounds written
+	// into the spec, a goal chased forever, a replacement the limits refused forgotten).
+	changeOperatorIntent = "operator-intent"
 )
