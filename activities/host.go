@@ -182,8 +182,32 @@ func (h *HostActivities) seed(p CreateInstanceParams, mac string) ([]byte, error
 
 // DestroyInstance shuts the domain down (destroying it after the grace period), undefines it
 // and deletes its volumes. Whatever is already gone is skipped.
+//
+// It heartbeats for as long as it runs, so that when its worker dies the attempt times out
+// after the activity's heartbeat timeout (not its whole start-to-close timeout) and another
+// attempt starts as soon as a worker serves the host again. The heartbeat carries when the
+// guest was first asked to shut down: a resumed attempt gives it only what is left of the
+// grace period, not a new one.
 func (h *HostActivities) DestroyInstance(ctx context.Context, p DestroyInstanceParams) error {
-	if _, err := h.Hyper.RemoveDomain(ctx, p.Name, p.Grace); err != nil {
+	var progress DestroyProgress
+	if activity.HasHeartbeatDetails(ctx) {
+		if err := activity.GetHeartbeatDetails(ctx, &progress); err != nil {
+			h.Logger.Warn("unreadable progress of an earlier attempt; starting over", "instance", p.Name, "error", err)
+			progress = DestroyProgress{}
+		}
+	}
+	now := time.Now()
+	if progress.ShutdownFrom.IsZero() {
+		progress.ShutdownFrom = now
+	} else {
+		h.Logger.Info("resuming the retirement of an instance", "instance", p.Name, "host", h.Host,
+			"shutdown_requested", progress.ShutdownFrom, "attempt", activity.GetInfo(ctx).Attempt)
+	}
+	grace := max(0, p.Grace-now.Sub(progress.ShutdownFrom))
+	stop := keepHeartbeating(ctx, progress)
+	defer stop()
+
+	if _, err := h.Hyper.RemoveDomain(ctx, p.Name, grace); err != nil {
 		return fmt.Errorf("remove domain of instance %s on host %s: %w", p.Name, h.Host, err)
 	}
 	for _, vol := range []string{OverlayVolumeName(p.Name), SeedVolumeName(p.Name)} {
@@ -193,6 +217,42 @@ func (h *HostActivities) DestroyInstance(ctx context.Context, p DestroyInstanceP
 	}
 	h.Logger.Info("instance destroyed", "instance", p.Name, "host", h.Host)
 	return nil
+}
+
+// DestroyProgress is what DestroyInstance's heartbeats carry to a later attempt.
+type DestroyProgress struct {
+	// ShutdownFrom is when the first attempt asked the guest to shut down.
+	ShutdownFrom time.Time `json:"shutdownFrom"`
+}
+
+// keepHeartbeating records details now and then several times per heartbeat timeout until
+// stop is called. The SDK batches the calls; a process that dies stops them, which is how its
+// attempt is found dead.
+func keepHeartbeating(ctx context.Context, details any) (stop func()) {
+	activity.RecordHeartbeat(ctx, details)
+	period := activity.GetInfo(ctx).HeartbeatTimeout / 4
+	if period <= 0 {
+		period = 10 * time.Second
+	}
+	period = max(period, 100*time.Millisecond)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx, details)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // DomainHealth reports whether the instance's domain exists and its state.

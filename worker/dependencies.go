@@ -27,7 +27,8 @@ type dependency struct {
 	target string
 	// key is the config key that names it.
 	key string
-	// failure starts every error about it, naming target and key.
+	// failure starts every error about it, naming target and key; "" when the connect's own
+	// errors say that already.
 	failure string
 	// connect makes the connection (and keeps it in the worker); check probes it once made;
 	// close releases it.
@@ -141,7 +142,9 @@ func (w *Worker) connect(ctx context.Context, d *dependency) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		err = fmt.Errorf("%s: %w", d.failure, err)
+		if d.failure != "" {
+			err = fmt.Errorf("%s: %w", d.failure, err)
+		}
 		d.record(err, false)
 		if !w.opts.WaitForDependencies {
 			return err

@@ -162,7 +162,7 @@ func (w *Worker) temporalDependency() *dependency {
 		name:    "temporal",
 		target:  fmt.Sprintf("Temporal at %s (namespace %s)", t.Address, t.Namespace),
 		key:     key,
-		failure: fmt.Sprintf("connect to Temporal at %s (namespace %s; %s)", t.Address, t.Namespace, key),
+		// temporalclient's errors name the address, the namespace and the setting to look at.
 		connect: func(ctx context.Context) error {
 			tc, err := temporalclient.Dial(ctx, t, w.log.With("component", "temporal"))
 			if err != nil {

@@ -22,11 +22,16 @@ func (g *group) registerHandlers(ctx workflow.Context) error {
 	if err != nil {
 		return fmt.Errorf("register %s update: %w", spec.UpdateProtect, err)
 	}
+	err = workflow.SetUpdateHandlerWithOptions(ctx, spec.UpdateSpec, g.updateSpec, workflow.UpdateHandlerOptions{Validator: g.validateSpecUpdate})
+	if err != nil {
+		return fmt.Errorf("register %s update: %w", spec.UpdateSpec, err)
+	}
 	return nil
 }
 
+// bounds are the bounds in force once r is applied.
 func (g *group) bounds(r spec.ScaleRequest) (lo, hi int) {
-	lo, hi = g.st.Spec.Policy.Min, g.st.Spec.Policy.Max
+	lo, hi = g.eff.Policy.Min, g.eff.Policy.Max
 	if r.Min != nil {
 		lo = *r.Min
 	}
@@ -39,6 +44,15 @@ func (g *group) bounds(r spec.ScaleRequest) (lo, hi int) {
 func (g *group) validateScale(_ workflow.Context, r spec.ScaleRequest) error {
 	if g.st.Deleting {
 		return errors.New("the group is being deleted")
+	}
+	if r.Reset {
+		if r.Desired != nil || r.Min != nil || r.Max != nil {
+			return errors.New("reset clears min, max and a pending desired size: give it alone")
+		}
+		if !g.intent {
+			return fmt.Errorf("this run of group %s predates operator overrides: it has nothing to reset", g.eff.Name)
+		}
+		return nil
 	}
 	if r.Desired == nil && r.Min == nil && r.Max == nil {
 		return errors.New("nothing to change: give a desired size, min or max")
@@ -53,21 +67,35 @@ func (g *group) validateScale(_ workflow.Context, r spec.ScaleRequest) error {
 		return fmt.Errorf("min (%d) is greater than max (%d)", lo, hi)
 	case r.Desired != nil && (*r.Desired < lo || *r.Desired > hi):
 		return fmt.Errorf("desired size %d is outside [%d, %d]; change the bounds with --min/--max", *r.Desired, lo, hi)
-	case len(g.st.Spec.StaticAddresses) > 0 && hi > len(g.st.Spec.StaticAddresses):
-		return fmt.Errorf("max (%d) is more than the group's %d static addresses", hi, len(g.st.Spec.StaticAddresses))
+	case len(g.eff.StaticAddresses) > 0 && hi > len(g.eff.StaticAddresses):
+		return fmt.Errorf("max (%d) is more than the group's %d static addresses", hi, len(g.eff.StaticAddresses))
 	}
 	return nil
 }
 
 func (g *group) scale(ctx workflow.Context, r spec.ScaleRequest) (spec.ScaleResult, error) {
-	lo, hi := g.bounds(r)
-	g.st.Spec.Policy.Min, g.st.Spec.Policy.Max = lo, hi
-	if r.Desired != nil {
-		g.st.Desired, g.st.DesiredSet = *r.Desired, true
+	var notes []string
+	if g.intent {
+		notes = g.scaleIntent(ctx, r)
+	} else {
+		// Runs before the change wrote the bounds into the spec and kept a goal until reached.
+		lo, hi := g.bounds(r)
+		g.st.Spec.Policy.Min, g.st.Spec.Policy.Max = lo, hi
+		if r.Desired != nil {
+			g.st.Desired, g.st.DesiredSet = *r.Desired, true
+		}
+		g.refresh()
 	}
-	g.logger.Info("operator scaled group", "group", g.st.Spec.Name, "min", lo, "max", hi, "desired", r.Desired)
+	g.logger.Info("operator scaled group", "group", g.eff.Name, "min", g.eff.Policy.Min, "max", g.eff.Policy.Max, "desired", r.Desired, "reset", r.Reset)
 	g.wake.SendAsync(struct{}{})
-	return spec.ScaleResult{Min: lo, Max: hi, Current: g.live(), Desired: r.Desired}, nil
+	res := spec.ScaleResult{Min: g.eff.Policy.Min, Max: g.eff.Policy.Max, Current: g.live(), Sources: g.sources(), Notes: notes}
+	if !g.intent {
+		res.Desired = r.Desired
+	} else if g.st.DesiredSet {
+		d := g.st.Desired
+		res.Desired = &d
+	}
+	return res, nil
 }
 
 func (g *group) validateProtect(_ workflow.Context, r spec.ProtectRequest) error {
@@ -79,7 +107,7 @@ func (g *group) validateProtect(_ workflow.Context, r spec.ProtectRequest) error
 			return nil
 		}
 	}
-	return fmt.Errorf("instance %s is not a live instance of group %s", r.Instance, g.st.Spec.Name)
+	return fmt.Errorf("instance %s is not a live instance of group %s", r.Instance, g.eff.Name)
 }
 
 func (g *group) protect(_ workflow.Context, r spec.ProtectRequest) (spec.InstanceRef, error) {

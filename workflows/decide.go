@@ -24,13 +24,22 @@ var databaseActivityOptions = workflow.ActivityOptions{
 // group is paused or a dry run. Every evaluation that changes or wants to change the size is
 // written to the decision log.
 func (g *group) evaluate(ctx workflow.Context) {
-	for ; g.st.PendingReplacements > 0; g.st.PendingReplacements-- {
-		if !g.st.Deleting {
-			g.launchUpTo(ctx, 1, "replacement")
+	now := workflow.Now(ctx)
+	owedLimit := ""
+	if g.intent {
+		g.expireGoal(now)
+		g.capOwed()
+		owedLimit = g.payOwed(ctx)
+	} else {
+		for ; g.st.ReplacementsOwed > 0; g.st.ReplacementsOwed-- {
+			if !g.st.Deleting {
+				g.launchUpTo(ctx, 1, "replacement", false)
+			}
 		}
 	}
-	now := workflow.Now(ctx)
 	current := g.live()
+	// The size the group has: owed replacements count as instances about to launch.
+	size := current + g.st.ReplacementsOwed
 	var ev policy.Evaluation
 	outcome := spec.OutcomeActed
 	switch {
@@ -42,20 +51,20 @@ func (g *group) evaluate(ctx workflow.Context) {
 		}
 		outcome = spec.OutcomeDeleting
 	case g.st.DesiredSet:
-		ev = policy.Evaluation{Action: policy.Hold, From: current, To: g.st.Desired, Recommended: g.st.Desired, Winner: "operator",
+		ev = policy.Evaluation{Action: policy.Hold, From: size, To: g.st.Desired, Recommended: g.st.Desired, Winner: "operator",
 			Reason: fmt.Sprintf("operator set the desired size to %d", g.st.Desired)}
 		switch {
-		case g.st.Desired > current:
+		case g.st.Desired > size:
 			ev.Action = policy.ScaleOut
-		case g.st.Desired < current:
+		case g.st.Desired < size:
 			ev.Action = policy.ScaleIn
 		}
 	default:
 		readings := g.readChecks(ctx)
 		var next policy.State
-		ev, next = policy.Evaluate(g.st.Spec.Policy, g.st.Policy, policy.Inputs{Now: now, Current: current, Readings: readings})
+		ev, next = policy.Evaluate(g.eff.Policy, g.st.Policy, policy.Inputs{Now: now, Current: size, Readings: readings})
 		switch {
-		case g.st.Spec.DryRun:
+		case g.eff.DryRun:
 			outcome = spec.OutcomeDryRun
 		case g.st.Paused:
 			outcome = spec.OutcomePaused
@@ -69,22 +78,35 @@ func (g *group) evaluate(ctx workflow.Context) {
 	g.st.Evaluations++
 
 	reason := ev.Reason
-	if outcome == spec.OutcomeActed || outcome == spec.OutcomeDeleting {
+	switch {
+	case (outcome == spec.OutcomeActed || outcome == spec.OutcomeDeleting) && g.intent:
+		reason += g.actOwing(ctx, ev.To)
+	case outcome == spec.OutcomeActed || outcome == spec.OutcomeDeleting:
 		reason += g.act(ctx, ev)
-	} else if outcome != spec.OutcomeHeld {
+	case outcome != spec.OutcomeHeld:
 		reason = fmt.Sprintf("%s: would %s %d → %d, not acting; %s", outcome, ev.Action, ev.From, ev.To, ev.Reason)
+	}
+	if owed := g.st.ReplacementsOwed; owed > 0 {
+		reason += fmt.Sprintf("; %d replacements owed", owed)
+		if outcome != spec.OutcomeActed && owedLimit != "" {
+			reason += ": " + owedLimit
+		}
 	}
 	// An operator's size stays the goal until the group reaches it (launch limits may take
 	// several evaluations); only then does the policy take over again.
-	if g.st.DesiredSet && g.live() == g.st.Desired {
+	if g.st.DesiredSet && g.live() == g.st.Desired && g.st.ReplacementsOwed == 0 {
 		g.st.DesiredSet = false
+	}
+	notes := g.takeNotes()
+	if len(notes) > 0 {
+		reason = strings.Join(notes, "; ") + "; " + reason
 	}
 	g.st.LastDecision = &spec.DecisionRecord{
 		At: now, Action: string(ev.Action), From: ev.From, To: ev.To, Recommended: ev.Recommended,
 		Winner: ev.Winner, Reason: reason, Outcome: outcome, Checks: ev.Checks,
 	}
-	g.logger.Info("evaluated", "group", g.st.Spec.Name, "action", ev.Action, "from", ev.From, "to", ev.To, "outcome", outcome, "reason", reason)
-	g.logDecision(ctx, g.st.LastDecision, ev)
+	g.logger.Info("evaluated", "group", g.eff.Name, "action", ev.Action, "from", ev.From, "to", ev.To, "outcome", outcome, "reason", reason)
+	g.logDecision(ctx, g.st.LastDecision, ev, len(notes) > 0)
 	g.publish(ctx)
 }
 
@@ -93,7 +115,7 @@ func (g *group) act(ctx workflow.Context, ev policy.Evaluation) string {
 	current := g.live()
 	switch {
 	case ev.To > current:
-		launched, limit := g.launchUpTo(ctx, ev.To-current, "")
+		launched, limit := g.launchUpTo(ctx, ev.To-current, "", false)
 		if launched < ev.To-current {
 			return fmt.Sprintf("; launched %d of %d: %s", launched, ev.To-current, limit)
 		}
@@ -112,7 +134,7 @@ func (g *group) act(ctx workflow.Context, ev policy.Evaluation) string {
 // fewer instances than are running is partial.
 func (g *group) readChecks(ctx workflow.Context) map[string]policy.Reading {
 	var queries []policy.Check
-	for _, c := range g.st.Spec.Policy.Checks {
+	for _, c := range g.eff.Policy.Checks {
 		if !c.ReadsData() || c.Metric == "" {
 			continue
 		}
@@ -134,7 +156,7 @@ func (g *group) readChecks(ctx workflow.Context) map[string]policy.Reading {
 			exclude = append(exclude, ref.Name)
 		}
 	}
-	q := activities.ReadChecksParams{Group: g.st.Spec.Name, Checks: queries, Exclude: exclude, Running: running}
+	q := activities.ReadChecksParams{Group: g.eff.Name, Checks: queries, Exclude: exclude, Running: running}
 	mctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
@@ -143,7 +165,7 @@ func (g *group) readChecks(ctx workflow.Context) map[string]policy.Reading {
 	var readings map[string]policy.Reading
 	if err := workflow.ExecuteActivity(mctx, a.ReadChecks, q).Get(ctx, &readings); err != nil {
 		// Every check then has no data and follows its onError rule.
-		g.logger.Warn("reading checks failed", "group", g.st.Spec.Name, "error", err)
+		g.logger.Warn("reading checks failed", "group", g.eff.Name, "error", err)
 		readings = map[string]policy.Reading{}
 		for _, c := range queries {
 			readings[c.Name] = policy.Reading{Err: err.Error()}
@@ -192,6 +214,15 @@ func (g *group) publish(ctx workflow.Context) {
 	}
 	if s.LastDecision != nil {
 		b.WriteString(fmt.Sprintf("\n\nLast decision at %s: %s (%s)", s.LastDecision.At.Format(time.RFC3339), s.LastDecision.Outcome, s.LastDecision.Reason))
+	}
+	if s.ReplacementsOwed > 0 {
+		b.WriteString(fmt.Sprintf("\n\nreplacements owed: %d", s.ReplacementsOwed))
+	}
+	if s.Goal != nil {
+		b.WriteString(fmt.Sprintf("\n\noperator's goal: %d", s.Goal.Size))
+	}
+	if s.Sources != (spec.Sources{Min: spec.SourceConfig, Max: spec.SourceConfig, Spec: spec.SourceConfig}) {
+		b.WriteString(fmt.Sprintf("\n\noperator overrides: min from %s, max from %s, spec from %s", s.Sources.Min, s.Sources.Max, s.Sources.Spec))
 	}
 	if s.Launches.LastError != "" && s.Launches.ConsecutiveFailures > 0 {
 		b.WriteString(fmt.Sprintf("\n\nlaunch failing: %s", s.Launches.LastError))

@@ -26,10 +26,11 @@ type DecisionLogState struct {
 }
 
 // logDecision writes d to the decision log when it is worth a row — the size changes or an
-// evaluation wants it to, a check failed, or a check's data is missing or stale — and it is not
-// the same decision for the same reason as the row before it. A repeat is counted on that row
-// instead (written to MySQL when the decision changes), and status shows the count meanwhile.
-func (g *group) logDecision(ctx workflow.Context, d *spec.DecisionRecord, ev policy.Evaluation) {
+// evaluation wants it to, a check failed, or a check's data is missing or stale, or force (the
+// operator's intent changed) — and it is not the same decision for the same reason as the row
+// before it. A repeat is counted on that row instead (written to MySQL when the decision
+// changes), and status shows the count meanwhile.
+func (g *group) logDecision(ctx workflow.Context, d *spec.DecisionRecord, ev policy.Evaluation, force bool) {
 	if workflow.GetVersion(ctx, changeDecisionLogRepeats, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		// Runs recorded before the change wrote a row per evaluation that wanted a change.
 		if ev.Action != policy.Hold || ev.Recommended != ev.From || ev.Failed {
@@ -38,7 +39,7 @@ func (g *group) logDecision(ctx workflow.Context, d *spec.DecisionRecord, ev pol
 		return
 	}
 	log := &g.st.DecisionLog
-	if !g.worthLogging(ev) {
+	if !force && !g.worthLogging(ev) {
 		g.flushRepeats(ctx)
 		*log = DecisionLogState{}
 		return
@@ -62,7 +63,7 @@ func (g *group) worthLogging(ev policy.Evaluation) bool {
 	if ev.Action != policy.Hold || ev.Recommended != ev.From || ev.Failed {
 		return true
 	}
-	for i, c := range g.st.Spec.Policy.Checks {
+	for i, c := range g.eff.Policy.Checks {
 		if i < len(ev.Checks) && c.ReadsData() && !ev.Checks[i].HasData {
 			return true
 		}
@@ -79,7 +80,7 @@ func (g *group) flushRepeats(ctx workflow.Context) {
 	var a *activities.Activities
 	r := activities.EventRepeats{Key: log.EventKey, Repeats: log.Repeats, LastAt: log.LastAt}
 	if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.RecordEventRepeats, r).Get(ctx, nil); err != nil {
-		g.logger.Warn("could not record repeats of a decision", "group", g.st.Spec.Name, "error", err)
+		g.logger.Warn("could not record repeats of a decision", "group", g.eff.Name, "error", err)
 	}
 }
 
@@ -92,12 +93,12 @@ func (g *group) recordEvent(ctx workflow.Context, d *spec.DecisionRecord, key st
 	var a *activities.Activities
 	ev := activities.ScalingEventRecord{
 		Key:   key,
-		Group: g.st.Spec.Name, At: d.At, From: d.From, To: d.To, Metrics: checkValues(d.Checks),
+		Group: g.eff.Name, At: d.At, From: d.From, To: d.To, Metrics: checkValues(d.Checks),
 		Reason: d.Reason, Action: d.Action, Outcome: d.Outcome, Winner: d.Winner, Checks: d.Checks,
 		WorkflowID: g.wfID, RunID: g.runID,
 	}
 	if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.RecordScalingEvent, ev).Get(ctx, nil); err != nil {
-		g.logger.Warn("could not record scaling event", "group", g.st.Spec.Name, "error", err)
+		g.logger.Warn("could not record scaling event", "group", g.eff.Name, "error", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"time"
 
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/workflow"
@@ -17,9 +18,15 @@ const defaultEvaluationsPerRun = 500
 
 // GroupState is the whole state of a group workflow. It is the workflow's argument, so
 // continue-as-new carries it over exactly: policy clocks, the stabilization window, sequence
-// numbers, protected instances and operator requests not yet applied.
+// numbers, protected instances, operator overrides and requests not yet applied, and the
+// replacements the group owes.
 type GroupState struct {
+	// Spec is the config's spec, as the worker or `group create` sent it last. The spec in
+	// force is Spec with the operator's Overrides applied (see EffectiveSpec).
 	Spec spec.Group
+	// Overrides are what an operator set over the config; each lasts until the operator
+	// clears it or the config's own value for it changes.
+	Overrides Overrides `json:",omitzero"`
 	// NextSeq is the last instance sequence number used; names are "<group>-<seq>".
 	NextSeq   int
 	Instances []spec.InstanceRef
@@ -30,17 +37,24 @@ type GroupState struct {
 	Evaluations int
 	Deleting    bool
 	Paused      bool
-	// Desired is an operator's explicit size (group scale --desired), applied at the next
-	// evaluation; 0 with DesiredSet false means none pending.
+	// Desired is an operator's explicit size (group scale --desired), the goal until the group
+	// reaches it, the goal expires (see goalTimeout) or the bounds move away from it; 0 with
+	// DesiredSet false means none pending. DesiredAt is when it was set.
 	Desired    int
 	DesiredSet bool
+	DesiredAt  time.Time `json:",omitzero"`
 	// Launches tracks consecutive launch failures and the back-off they caused.
 	Launches spec.LaunchHealth
 	// EvaluationsPerRun overrides defaultEvaluationsPerRun (tests use a small value).
 	EvaluationsPerRun int
-	// PendingReplacements counts failed instances to replace at the next evaluation (reported
-	// while the run was about to continue as new).
-	PendingReplacements int
+	// ReplacementsOwed counts failed instances not replaced yet: they are launched as soon as
+	// the limits allow, whatever the evaluations decide meanwhile (a scale-in takes them off
+	// before it retires running instances). The JSON name is the one histories recorded.
+	ReplacementsOwed int `json:"PendingReplacements"`
+	// Notes say what changed in the operator's intent since the last evaluation (a goal
+	// clamped or expired, an override the config replaced); the next evaluation gives them in
+	// its reason and writes them to the decision log.
+	Notes []string `json:",omitempty"`
 	// DecisionLog remembers the decision log's last row, so identical evaluations are counted
 	// on it instead of written again.
 	DecisionLog DecisionLogState
@@ -53,7 +67,12 @@ type GroupState struct {
 func NewGroupState(spec spec.Group) GroupState { return GroupState{Spec: spec} }
 
 type group struct {
-	st     GroupState
+	st GroupState
+	// eff is the spec in force: st.Spec with st.Overrides applied (see refresh).
+	eff spec.Group
+	// intent is set for runs with the rules of changeOperatorIntent (overrides that survive
+	// the config's spec, goals checked against the bounds, replacements owed).
+	intent bool
 	wfID   string
 	runID  string
 	logger log.Logger
@@ -70,6 +89,10 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 		st: st, wfID: info.WorkflowExecution.ID, runID: info.WorkflowExecution.RunID,
 		logger: workflow.GetLogger(ctx), wake: workflow.NewBufferedChannel(ctx, 1),
 	}
+	// Runs recorded before the change replaced the whole spec with every spec signal, wrote
+	// operator bounds into it, and dropped replacements the limits refused.
+	g.intent = workflow.GetVersion(ctx, changeOperatorIntent, workflow.DefaultVersion, 1) >= 1
+	g.refresh()
 	if err := g.registerHandlers(ctx); err != nil {
 		return err
 	}
@@ -82,8 +105,8 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 	var a *activities.Activities
 	if !g.st.SequenceLoaded {
 		var last int
-		if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.LastInstanceSequence, g.st.Spec.Name).Get(ctx, &last); err != nil {
-			return fmt.Errorf("read the last instance number of group %s: %w", g.st.Spec.Name, err)
+		if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.LastInstanceSequence, g.eff.Name).Get(ctx, &last); err != nil {
+			return fmt.Errorf("read the last instance number of group %s: %w", g.eff.Name, err)
 		}
 		g.st.NextSeq = max(g.st.NextSeq, last)
 		g.st.SequenceLoaded = true
@@ -97,11 +120,11 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 	for runEvaluations := 0; ; runEvaluations++ {
 		if g.st.Deleting && len(g.st.Instances) == 0 {
 			g.flushRepeats(ctx)
-			rec := activities.GroupRecord{Name: g.st.Spec.Name, At: workflow.Now(ctx)}
+			rec := activities.GroupRecord{Name: g.eff.Name, At: workflow.Now(ctx)}
 			if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.MarkGroupDeleted, rec).Get(ctx, nil); err != nil {
-				g.logger.Warn("could not mark group deleted", "group", g.st.Spec.Name, "error", err)
+				g.logger.Warn("could not mark group deleted", "group", g.eff.Name, "error", err)
 			}
-			g.logger.Info("group deleted", "group", g.st.Spec.Name)
+			g.logger.Info("group deleted", "group", g.eff.Name)
 			return nil
 		}
 		if runEvaluations >= perRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
@@ -116,7 +139,7 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 		g.evaluate(ctx)
 
 		timerCtx, cancelTimer := workflow.WithCancel(ctx)
-		timer := workflow.NewTimer(timerCtx, g.st.Spec.Interval)
+		timer := workflow.NewTimer(timerCtx, g.eff.Interval)
 		for wake := false; !wake; {
 			sel := workflow.NewSelector(ctx)
 			sel.AddFuture(timer, func(workflow.Future) { wake = true })
@@ -127,7 +150,7 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 			})
 			sel.AddReceive(deleteCh, func(c workflow.ReceiveChannel, _ bool) {
 				c.Receive(ctx, nil)
-				g.st.Deleting = true
+				g.setDeleting()
 				wake = true
 			})
 			sel.AddReceive(pauseCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); g.setPaused(true) })
@@ -140,9 +163,11 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 			sel.AddReceive(instanceCh, func(c workflow.ReceiveChannel, _ bool) {
 				var st spec.InstanceStatus
 				c.Receive(ctx, &st)
-				if g.applyStatus(ctx, st) && !g.st.Deleting {
+				if g.intent {
+					g.onInstanceStatus(ctx, st)
+				} else if g.applyStatus(ctx, st).replaceAtOnce(st, g.backingOff(ctx)) && !g.st.Deleting {
 					g.logger.Info("replacing failed instance", "instance", st.Name, "reason", st.Reason)
-					g.launchUpTo(ctx, 1, "replacement of "+st.Name)
+					g.launchUpTo(ctx, 1, "replacement of "+st.Name, false)
 				}
 				wake = g.st.Deleting && len(g.st.Instances) == 0
 			})
@@ -158,19 +183,30 @@ func (g *group) drain(ctx workflow.Context, specCh, deleteCh, instanceCh, pauseC
 		if !specCh.ReceiveAsync(&ns) {
 			break
 		}
-		g.st.Spec = ns
+		if g.intent {
+			g.mergeConfigSpec(ns)
+		} else {
+			g.st.Spec = ns
+		}
 	}
 	for {
 		var st spec.InstanceStatus
 		if !instanceCh.ReceiveAsync(&st) {
 			break
 		}
-		if g.applyStatus(ctx, st) {
-			g.st.PendingReplacements++
+		fx := g.applyStatus(ctx, st)
+		switch {
+		case g.intent:
+			if fx.owed(st) {
+				g.st.ReplacementsOwed++
+			}
+		case fx.replaceAtOnce(st, g.backingOff(ctx)):
+			g.st.ReplacementsOwed++
 		}
 	}
+	g.refresh()
 	for deleteCh.ReceiveAsync(nil) {
-		g.st.Deleting = true
+		g.setDeleting()
 	}
 	// Pause and resume are applied in the order the channels give; a pause and a resume in
 	// the same drain leave the group as the later channel says, which is resume.
@@ -182,15 +218,29 @@ func (g *group) drain(ctx workflow.Context, specCh, deleteCh, instanceCh, pauseC
 	}
 }
 
+// applySpec takes the config's spec from a spec signal (a worker's start, `group create`).
 func (g *group) applySpec(ctx workflow.Context, ns spec.Group) {
-	g.st.Spec = ns
-	g.logger.Info("group spec updated", "group", ns.Name, "min", ns.Policy.Min, "max", ns.Policy.Max)
+	if g.intent {
+		g.mergeConfigSpec(ns)
+	} else {
+		g.st.Spec = ns
+		g.refresh()
+	}
+	g.logger.Info("group spec updated", "group", ns.Name, "min", g.eff.Policy.Min, "max", g.eff.Policy.Max)
 	g.recordGroup(ctx)
+}
+
+func (g *group) setDeleting() {
+	g.st.Deleting = true
+	if g.intent {
+		// Nothing is owed to a group that is going away.
+		g.st.ReplacementsOwed = 0
+	}
 }
 
 func (g *group) setPaused(paused bool) {
 	g.st.Paused = paused
-	g.logger.Info("group paused state changed", "group", g.st.Spec.Name, "paused", paused)
+	g.logger.Info("group paused state changed", "group", g.eff.Name, "paused", paused)
 }
 
 func (g *group) live() int {
@@ -208,27 +258,37 @@ func (g *group) status() spec.GroupStatus {
 	if g.st.LastDecision != nil {
 		desired = g.st.LastDecision.To
 	}
-	return spec.GroupStatus{
-		Group:        g.st.Spec.Name,
-		Min:          g.st.Spec.Policy.Min,
-		Max:          g.st.Spec.Policy.Max,
-		Desired:      desired,
-		Current:      g.live(),
-		Deleting:     g.st.Deleting,
-		Paused:       g.st.Paused,
-		DryRun:       g.st.Spec.DryRun,
-		Instances:    append([]spec.InstanceRef{}, g.st.Instances...),
-		LastDecision: g.st.LastDecision,
-		Launches:     g.st.Launches,
-		Evaluations:  g.st.Evaluations,
+	s := spec.GroupStatus{
+		Group:            g.eff.Name,
+		Min:              g.eff.Policy.Min,
+		Max:              g.eff.Policy.Max,
+		Desired:          desired,
+		Current:          g.live(),
+		Deleting:         g.st.Deleting,
+		Paused:           g.st.Paused,
+		DryRun:           g.eff.DryRun,
+		Instances:        append([]spec.InstanceRef{}, g.st.Instances...),
+		LastDecision:     g.st.LastDecision,
+		Launches:         g.st.Launches,
+		Evaluations:      g.st.Evaluations,
+		Sources:          g.sources(),
+		Config:           spec.Bounds{Min: g.st.Spec.Policy.Min, Max: g.st.Spec.Policy.Max},
+		ReplacementsOwed: g.st.ReplacementsOwed,
 	}
+	if g.st.DesiredSet {
+		s.Goal = &spec.Goal{Size: g.st.Desired, SetAt: g.st.DesiredAt}
+		if g.intent && !g.st.DesiredAt.IsZero() {
+			s.Goal.Expires = g.st.DesiredAt.Add(goalTimeout(g.eff.Interval))
+		}
+	}
+	return s
 }
 
 func (g *group) recordGroup(ctx workflow.Context) {
 	var a *activities.Activities
-	rec := activities.GroupRecord{Name: g.st.Spec.Name, Spec: g.st.Spec, WorkflowID: g.wfID, At: workflow.Now(ctx)}
+	rec := activities.GroupRecord{Name: g.eff.Name, Spec: g.eff, WorkflowID: g.wfID, At: workflow.Now(ctx)}
 	if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.RecordGroup, rec).Get(ctx, nil); err != nil {
-		g.logger.Warn("could not record group", "group", g.st.Spec.Name, "error", err)
+		g.logger.Warn("could not record group", "group", g.eff.Name, "error", err)
 	}
 }
 

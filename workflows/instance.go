@@ -35,6 +35,11 @@ type InstanceParams struct {
 // host counts as down.
 const hostScheduleToStart = time.Minute
 
+// destroyHeartbeatTimeout is how long a retirement may go without news from its worker before
+// it counts as cut short (the worker died) and is retried, by any worker serving the host. The
+// retry resumes the shutdown grace where it was (see activities.DestroyInstance).
+const destroyHeartbeatTimeout = 10 * time.Second
+
 // healthChecksPerRun bounds an instance workflow's history; it continues as new after that
 // many health checks.
 const healthChecksPerRun = 200
@@ -239,6 +244,7 @@ func (in *instance) destroy(ctx workflow.Context) error {
 	dctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:           spec.HostTaskQueue(in.p.Host),
 		StartToCloseTimeout: grace + 2*time.Minute,
+		HeartbeatTimeout:    destroyHeartbeatTimeout,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: 20},
 	})
 	params := activities.DestroyInstanceParams{Name: in.p.Name, Pool: in.p.Launch.ImagePool, Grace: grace}

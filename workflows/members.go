@@ -16,7 +16,8 @@ import (
 // launchUpTo launches at most n instances, fewer when a limit holds: maxNodes counts every
 // instance the group owns in any state, launches in flight are bounded, and a group whose
 // launches keep failing backs off. It returns how many it launched and, if fewer, why.
-func (g *group) launchUpTo(ctx workflow.Context, n int, why string) (int, string) {
+// replacement marks the instances as replacements of failed ones.
+func (g *group) launchUpTo(ctx workflow.Context, n int, why string, replacement bool) (int, string) {
 	now := workflow.Now(ctx)
 	if l := g.st.Launches; now.Before(l.BlockedUntil) {
 		return 0, fmt.Sprintf("launch failing: %s (%d in a row; next attempt after %s)",
@@ -25,10 +26,10 @@ func (g *group) launchUpTo(ctx workflow.Context, n int, why string) (int, string
 	launched := 0
 	var hosts []placement.Host
 	for ; launched < n; launched++ {
-		if owned := len(g.st.Instances); owned >= g.st.Spec.Policy.Max {
-			return launched, fmt.Sprintf("the group owns %d instances (booting and retiring ones count) and maxNodes is %d", owned, g.st.Spec.Policy.Max)
+		if owned := len(g.st.Instances); owned >= g.eff.Policy.Max {
+			return launched, fmt.Sprintf("the group owns %d instances (booting and retiring ones count) and maxNodes is %d", owned, g.eff.Policy.Max)
 		}
-		if limit := g.st.Spec.MaxConcurrentLaunches; limit > 0 && g.inFlight() >= limit {
+		if limit := g.eff.MaxConcurrentLaunches; limit > 0 && g.inFlight() >= limit {
 			return launched, fmt.Sprintf("%d launches already in flight (maxConcurrentLaunches %d)", g.inFlight(), limit)
 		}
 		if hosts == nil {
@@ -36,11 +37,11 @@ func (g *group) launchUpTo(ctx workflow.Context, n int, why string) (int, string
 			hosts = g.placementHosts(ctx)
 			placement.Load(hosts, g.st.Instances, g.shape())
 		}
-		host, err := placement.Pick(g.st.Spec.Placement, hosts, g.shape())
+		host, err := placement.Pick(g.eff.Placement, hosts, g.shape())
 		if err != nil {
 			return launched, err.Error()
 		}
-		if !g.launch(ctx, why, host) {
+		if !g.launch(ctx, why, host, replacement) {
 			return launched, "no free static address"
 		}
 		for i := range hosts {
@@ -57,7 +58,7 @@ func (g *group) launchUpTo(ctx workflow.Context, n int, why string) (int, string
 // shape is what one instance of the group takes from a host; zero for a template group, whose
 // shape is the template's (the host's worker checks it when it defines the domain).
 func (g *group) shape() placement.Shape {
-	d := g.st.Spec.Launch.Domain
+	d := g.eff.Launch.Domain
 	return placement.Shape{VCPUs: d.VCPUs, MemoryMiB: int64(d.Memory)}
 }
 
@@ -65,19 +66,19 @@ func (g *group) shape() placement.Shape {
 // When that cannot be read every host counts as down: a launch never goes to a host without
 // known room.
 func (g *group) placementHosts(ctx workflow.Context) []placement.Host {
-	hosts := make([]placement.Host, len(g.st.Spec.Hosts))
+	hosts := make([]placement.Host, len(g.eff.Hosts))
 	if workflow.GetVersion(ctx, changePlacementByCapacity, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		// Runs recorded before placement knew capacity placed by instance count alone.
-		for i, name := range g.st.Spec.Hosts {
+		for i, name := range g.eff.Hosts {
 			hosts[i].Host = spec.Host{Name: name, Up: true, CPUs: 1 << 30, MemoryMiB: 1 << 50, Allowance: spec.Allowance{CPUOvercommit: 1, MemoryOvercommit: 1}}
 		}
 		return hosts
 	}
 	var a *activities.Activities
 	var states []spec.Host
-	if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.HostStates, g.st.Spec.Hosts).Get(ctx, &states); err != nil {
-		g.logger.Warn("could not read host states", "group", g.st.Spec.Name, "error", err)
-		for i, name := range g.st.Spec.Hosts {
+	if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.HostStates, g.eff.Hosts).Get(ctx, &states); err != nil {
+		g.logger.Warn("could not read host states", "group", g.eff.Name, "error", err)
+		for i, name := range g.eff.Hosts {
 			hosts[i].Host = spec.Host{Name: name, Down: "its state could not be read: " + rootCause(err)}
 		}
 		return hosts
@@ -100,26 +101,28 @@ func (g *group) inFlight() int {
 	return n
 }
 
-// launch starts one InstanceWorkflow on host; false when static networking has no address left.
-func (g *group) launch(ctx workflow.Context, why, host string) bool {
+// launch starts one InstanceWorkflow on host; false when static networking has no address
+// left. replacement marks the instance as the replacement of a failed one.
+func (g *group) launch(ctx workflow.Context, why, host string, replacement bool) bool {
 	address := ""
-	if g.st.Spec.Launch.Networking.Type == spec.NetworkStatic {
-		a, ok := placement.FreeAddress(g.st.Spec.StaticAddresses, g.st.Instances)
+	if g.eff.Launch.Networking.Type == spec.NetworkStatic {
+		a, ok := placement.FreeAddress(g.eff.StaticAddresses, g.st.Instances)
 		if !ok {
-			g.logger.Warn("no free static address; not launching", "group", g.st.Spec.Name, "in_use", len(g.st.Instances))
+			g.logger.Warn("no free static address; not launching", "group", g.eff.Name, "in_use", len(g.st.Instances))
 			return false
 		}
 		address = a.String()
 	}
 	g.st.NextSeq++
 	ref := spec.InstanceRef{
-		Name:       fmt.Sprintf("%s-%d", g.st.Spec.Name, g.st.NextSeq),
-		Seq:        g.st.NextSeq,
-		Host:       host,
-		State:      spec.StateLaunching,
-		LaunchedAt: workflow.Now(ctx),
-		Address:    address,
-		Reason:     why,
+		Name:        fmt.Sprintf("%s-%d", g.eff.Name, g.st.NextSeq),
+		Seq:         g.st.NextSeq,
+		Host:        host,
+		State:       spec.StateLaunching,
+		LaunchedAt:  workflow.Now(ctx),
+		Address:     address,
+		Reason:      why,
+		Replacement: replacement,
 	}
 	g.st.Instances = append(g.st.Instances, ref)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
@@ -128,8 +131,8 @@ func (g *group) launch(ctx workflow.Context, why, host string) bool {
 		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_ABANDON,
 	})
 	params := InstanceParams{
-		Name: ref.Name, Group: g.st.Spec.Name, Host: ref.Host, Index: ref.Seq, Address: address,
-		Launch: g.st.Spec.Launch, GroupWorkflowID: g.wfID,
+		Name: ref.Name, Group: g.eff.Name, Host: ref.Host, Index: ref.Seq, Address: address,
+		Launch: g.eff.Launch, GroupWorkflowID: g.wfID,
 	}
 	child := workflow.ExecuteChildWorkflow(cctx, InstanceWorkflow, params)
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
@@ -139,9 +142,36 @@ func (g *group) launch(ctx workflow.Context, why, host string) bool {
 	return true
 }
 
-// applyStatus moves an instance forward; late or repeated reports never move it back. It
-// reports whether the instance failed in a way that calls for a replacement now.
-func (g *group) applyStatus(ctx workflow.Context, st spec.InstanceStatus) (replace bool) {
+// statusEffect is what an instance's report did to the group.
+type statusEffect struct {
+	// failed: the instance failed and is gone from the group.
+	failed bool
+	// wasLaunch: it failed before it ever ran (a failed launch); wasRetiring: while retiring.
+	wasLaunch, wasRetiring bool
+	// wasReplacement: it was itself a replacement of a failed instance.
+	wasReplacement bool
+}
+
+// replaceAtOnce is the rule of runs before changeOperatorIntent: a failure that calls for a
+// replacement now, one at a time, none while launches back off.
+func (fx statusEffect) replaceAtOnce(st spec.InstanceStatus, backingOff bool) bool {
+	switch {
+	case !fx.failed:
+		return false
+	case fx.wasLaunch:
+		return st.Replace && !backingOff
+	}
+	return st.Replace && !fx.wasRetiring
+}
+
+// owed says whether the failure leaves the group owing a replacement: an instance the group
+// still wanted went bad (st.Replace), or a replacement's own launch failed.
+func (fx statusEffect) owed(st spec.InstanceStatus) bool {
+	return fx.failed && !fx.wasRetiring && (st.Replace || fx.wasReplacement)
+}
+
+// applyStatus moves an instance forward; late or repeated reports never move it back.
+func (g *group) applyStatus(ctx workflow.Context, st spec.InstanceStatus) statusEffect {
 	for i, ref := range g.st.Instances {
 		if ref.Name != st.Name {
 			continue
@@ -153,17 +183,17 @@ func (g *group) applyStatus(ctx workflow.Context, st spec.InstanceStatus) (repla
 		case spec.StateTerminated, spec.StateFailed:
 			g.st.Instances = append(g.st.Instances[:i], g.st.Instances[i+1:]...)
 			if st.State == spec.StateTerminated {
-				return false
+				return statusEffect{}
 			}
 			g.logger.Warn("instance failed", "instance", st.Name, "reason", st.Reason)
+			fx := statusEffect{failed: true, wasRetiring: ref.State == spec.StateRetiring, wasReplacement: ref.Replacement}
 			if ref.State == spec.StateLaunching || ref.State == spec.StateBooting {
 				// It never ran: that is a failed launch, and enough of them in a row stop
 				// the group from creating more until a back-off passes.
+				fx.wasLaunch = true
 				g.launchFailed(ctx, st.Reason)
-				return st.Replace && !workflow.Now(ctx).Before(g.st.Launches.BlockedUntil)
 			}
-			// A replacement only makes sense for an instance the group still wanted.
-			return st.Replace && ref.State != spec.StateRetiring
+			return fx
 		case spec.StateBooting:
 			if ref.State == spec.StateLaunching {
 				g.st.Instances[i].State = spec.StateBooting
@@ -174,16 +204,21 @@ func (g *group) applyStatus(ctx workflow.Context, st spec.InstanceStatus) (repla
 				g.st.Launches = spec.LaunchHealth{}
 			}
 		}
-		return false
+		return statusEffect{}
 	}
-	return false
+	return statusEffect{}
+}
+
+// backingOff says whether launches wait for a back-off to pass.
+func (g *group) backingOff(ctx workflow.Context) bool {
+	return workflow.Now(ctx).Before(g.st.Launches.BlockedUntil)
 }
 
 func (g *group) launchFailed(ctx workflow.Context, reason string) {
 	l := &g.st.Launches
 	l.ConsecutiveFailures++
 	l.LastError = reason
-	b := g.st.Spec.LaunchBackoff
+	b := g.eff.LaunchBackoff
 	if b.After <= 0 || l.ConsecutiveFailures < b.After {
 		return
 	}
@@ -193,7 +228,7 @@ func (g *group) launchFailed(ctx workflow.Context, reason string) {
 	}
 	wait = min(wait, b.Max)
 	l.BlockedUntil = workflow.Now(ctx).Add(wait)
-	g.logger.Warn("launches failing; backing off", "group", g.st.Spec.Name, "failures", l.ConsecutiveFailures, "wait", wait, "last_error", reason)
+	g.logger.Warn("launches failing; backing off", "group", g.eff.Name, "failures", l.ConsecutiveFailures, "wait", wait, "last_error", reason)
 }
 
 // retire retires up to n live instances in the order of the termination policy, skipping
@@ -205,7 +240,7 @@ func (g *group) retire(ctx workflow.Context, n int, force bool) int {
 			candidates = append(candidates, ref)
 		}
 	}
-	candidates = placement.RetireOrder(g.st.Spec.TerminationPolicy, candidates)
+	candidates = placement.RetireOrder(g.eff.TerminationPolicy, candidates)
 	if len(candidates) > n {
 		candidates = candidates[:n]
 	}

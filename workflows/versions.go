@@ -11,6 +11,11 @@ const (
 	// changes (holds on missing data included) and counts repeats (before: a row for every
 	// evaluation that wanted a change, none for a hold on missing data).
 	changeDecisionLogRepeats = "decision-log-repeats"
+	// changeOperatorIntent: the config's spec merges with the operator's overrides instead of
+	// replacing the spec; a pending desired size is clamped or dropped when the bounds move and
+	// expires; failed instances are owed replacements until launched (before: bounds written
+	// into the spec, a goal chased forever, a replacement the limits refused forgotten).
+	changeOperatorIntent = "operator-intent"
 	// changePlacementByCapacity: a launch reads its hosts' state (an activity) and goes to an
 	// up host with room (before: the host with the fewest of the group's instances).
 	changePlacementByCapacity = "placement-by-capacity"

@@ -31,11 +31,28 @@ func newControlCommands(g *globalFlags, gf *groupFlags) []*cobra.Command {
 
 func newScaleCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 	var desired, lo, hi int
+	var reset bool
 	cmd := &cobra.Command{
-		Use:   "scale NAME [--desired N] [--min N] [--max N]",
-		Short: "Set a group's desired size now, and/or change its bounds",
+		Use:   "scale NAME [--desired N] [--min N] [--max N] | --reset",
+		Short: "Set a group's desired size now, and/or override its bounds; --reset clears them",
+		Long: `Set a group's desired size now, and/or override its bounds.
+
+--desired N is a goal within the bounds in force (counting --min and --max given with it): the
+group launches or retires toward it, then its policy decides again. A goal not reached within
+15 minutes (or 10 reconciliation intervals, when that is longer) is dropped. A later change of
+the bounds (by group scale, group update or the config) clamps a pending goal to the new bound,
+or drops it when that bound is the group's size already; the answer and the decision log say
+which.
+
+--min and --max override the config's minNodes and maxNodes on the running group. They outlive
+worker restarts (an agent sends the config's spec at every start) and stay until --reset, a
+group update, or a change of the config's own minNodes or maxNodes, which then wins. A value
+equal to the config's is no override. group status shows which values are overrides.
+
+--reset, given alone, clears --min, --max and a pending --desired.`,
 		Example: `  premiscale group scale web --desired 4
-  premiscale group scale web --min 2 --max 12`,
+  premiscale group scale web --min 2 --max 12
+  premiscale group scale web --reset`,
 		Args:              exactArgs(argGroup("the group to resize")),
 		ValidArgsFunction: completeGroups(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -49,8 +66,12 @@ func newScaleCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 			if cmd.Flags().Changed("max") {
 				req.Max = &hi
 			}
-			if req.Desired == nil && req.Min == nil && req.Max == nil {
-				return fmt.Errorf("give at least one of --desired, --min, --max")
+			req.Reset = reset
+			switch {
+			case reset && (req.Desired != nil || req.Min != nil || req.Max != nil):
+				return fmt.Errorf("--reset clears --desired, --min and --max: give it alone")
+			case !reset && req.Desired == nil && req.Min == nil && req.Max == nil:
+				return fmt.Errorf("give at least one of --desired, --min, --max, or --reset")
 			}
 			return withGroups(cmd, g, gf, false, func(ctx context.Context, _ *config.Config, ctl *groupctl.Client) error {
 				res, err := ctl.Scale(ctx, args[0], req)
@@ -58,19 +79,36 @@ func newScaleCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 					return err
 				}
 				return gf.print(cmd.OutOrStdout(), res, func(w io.Writer) {
-					fmt.Fprintf(w, "group %s: min %d, max %d", args[0], res.Min, res.Max)
+					fmt.Fprintf(w, "group %s: min %d (%s), max %d (%s)", args[0], res.Min, sourceName(res.Sources.Min), res.Max, sourceName(res.Sources.Max))
 					if res.Desired != nil {
 						fmt.Fprintf(w, ", desired %d (from %d, applied now)", *res.Desired, res.Current)
 					}
 					fmt.Fprintln(w)
+					for _, n := range res.Notes {
+						fmt.Fprintf(w, "  %s\n", n)
+					}
 				})
 			})
 		},
 	}
-	cmd.Flags().IntVar(&desired, "desired", 0, "desired number of instances (within min and max)")
-	cmd.Flags().IntVar(&lo, "min", 0, "new minimum size")
-	cmd.Flags().IntVar(&hi, "max", 0, "new maximum size")
+	cmd.Flags().IntVar(&desired, "desired", 0, "desired number of instances, a goal within min and max")
+	cmd.Flags().IntVar(&lo, "min", 0, "new minimum size (an override of the config's minNodes)")
+	cmd.Flags().IntVar(&hi, "max", 0, "new maximum size (an override of the config's maxNodes)")
+	cmd.Flags().BoolVar(&reset, "reset", false, "clear the min and max overrides and a pending desired size")
 	return cmd
+}
+
+// sourceName says where a value in force comes from, for people.
+func sourceName(source string) string {
+	switch source {
+	case spec.SourceScale:
+		return "operator: group scale"
+	case spec.SourceUpdate:
+		return "operator: group update"
+	case "":
+		return "unknown"
+	}
+	return source
 }
 
 func signalCommand(g *globalFlags, gf *groupFlags, use, short string, f func(*groupctl.Client, context.Context, string) error, done string) *cobra.Command {
@@ -95,31 +133,53 @@ func signalCommand(g *globalFlags, gf *groupFlags, use, short string, f func(*gr
 
 func newUpdateCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 	var file string
+	var reset bool
 	cmd := &cobra.Command{
-		Use:               "update NAME -f GROUP_FILE",
-		Short:             "Send a running group a new spec, applied at its next evaluation",
-		Example:           `  premiscale group update web -f group-web.yaml`,
+		Use:   "update NAME -f GROUP_FILE | --reset",
+		Short: "Run a spec of your own on a running group (an override of the config's); --reset goes back to the config's",
+		Long: `Run a spec of your own on a running group, applied at its next evaluation.
+
+The spec overrides the config's until you run group update --reset (or group update with the
+config's own spec), or until the config's spec for the group changes, which then wins. Worker
+restarts, which send the config's spec again, leave it alone. It states the bounds too, so it
+clears min and max set with group scale. group status shows whether the spec in force is yours.`,
+		Example: `  premiscale group update web -f group-web.yaml
+  premiscale group update web --reset`,
 		Args:              exactArgs(argGroup("the group to update")),
 		ValidArgsFunction: completeGroups(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if file == "" {
-				return fmt.Errorf("-f/--file is required: the group file with the new spec")
+			if (file == "") == !reset {
+				return fmt.Errorf("give -f/--file (the group file with the new spec) or --reset, one of them")
 			}
 			return withGroups(cmd, g, gf, false, func(ctx context.Context, cfg *config.Config, ctl *groupctl.Client) error {
-				spec, err := groupSpec(cfg, args[0], file, "")
+				req := spec.SpecRequest{Reset: reset}
+				if !reset {
+					gs, err := groupSpec(cfg, args[0], file, "")
+					if err != nil {
+						return err
+					}
+					req.Spec = &gs
+				}
+				res, err := ctl.UpdateSpec(ctx, args[0], req)
 				if err != nil {
 					return err
 				}
-				if err := ctl.Update(ctx, spec); err != nil {
-					return err
-				}
-				return gf.print(cmd.OutOrStdout(), map[string]any{"group": args[0], "updated": true}, func(w io.Writer) {
-					fmt.Fprintf(w, "group %s: new spec from %s sent; applied at its next evaluation\n", args[0], file)
+				out := map[string]any{"group": args[0], "updated": true, "source": res.Source, "min": res.Min, "max": res.Max, "notes": res.Notes}
+				return gf.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+					if res.Source == spec.SourceUpdate {
+						fmt.Fprintf(w, "group %s: new spec from %s sent; applied at its next evaluation, in place of the config's\n", args[0], file)
+					} else {
+						fmt.Fprintf(w, "group %s: back to the config's spec; applied at its next evaluation\n", args[0])
+					}
+					for _, n := range res.Notes {
+						fmt.Fprintf(w, "  %s\n", n)
+					}
 				})
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "group file (version: v1alpha1, groups: {NAME: ...})")
+	cmd.Flags().BoolVar(&reset, "reset", false, "go back to the config's spec")
 	return cmd
 }
 

@@ -130,7 +130,7 @@ func newGroupCreateCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
 					if res.Started {
 						fmt.Fprintf(w, "group %s started (workflow %s, run %s)\n", name, spec.GroupWorkflowID(name), res.RunID)
 					} else {
-						fmt.Fprintf(w, "group %s was already running; sent it the new spec (applied at its next evaluation)\n", name)
+						fmt.Fprintf(w, "group %s was already running; sent it the config's spec (applied at its next evaluation; operator overrides stay unless the config's value for them changed)\n", name)
 					}
 				}
 				if !wait {
@@ -241,6 +241,25 @@ func printList(w io.Writer, list []groupctl.Status) {
 func printStatus(w io.Writer, s groupctl.Status) {
 	fmt.Fprintf(w, "Group:\t%s\n", s.Group)
 	fmt.Fprintf(w, "Size:\t%d current, %d desired (min %d, max %d)\n", s.Current, s.Desired, s.Min, s.Max)
+	fmt.Fprintf(w, "Bounds:\tmin %d %s, max %d %s\n", s.Min, boundSource(s.Sources.Min, s.Config.Min), s.Max, boundSource(s.Sources.Max, s.Config.Max))
+	if s.Sources.Spec == spec.SourceUpdate {
+		fmt.Fprintf(w, "Spec:\tfrom the operator (group update), in place of the config's; group update --reset goes back\n")
+	} else {
+		fmt.Fprintf(w, "Spec:\tfrom the config\n")
+	}
+	if g := s.Goal; g != nil {
+		fmt.Fprintf(w, "Goal:\tdesired %d, set by the operator at %s", g.Size, g.SetAt.Local().Format(time.DateTime))
+		if !g.Expires.IsZero() {
+			fmt.Fprintf(w, "; dropped at %s if not reached", g.Expires.Local().Format(time.DateTime))
+		}
+		fmt.Fprintln(w)
+	}
+	if s.ReplacementsOwed > 0 {
+		fmt.Fprintf(w, "Replacements owed:\t%d\n", s.ReplacementsOwed)
+	}
+	if s.Paused {
+		fmt.Fprintf(w, "Paused:\tyes\n")
+	}
 	if s.Deleting {
 		fmt.Fprintf(w, "Deleting:\tyes\n")
 	}
@@ -263,6 +282,18 @@ func printStatus(w io.Writer, s groupctl.Status) {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", in.Name, in.Host, in.State, in.LaunchedAt.Local().Format(time.DateTime), addr)
 	}
+}
+
+// boundSource says where a bound comes from, with the config's own value beside an override.
+func boundSource(source string, config int) string {
+	switch source {
+	case spec.SourceConfig:
+		return "(config)"
+	case "":
+		// A group run by an older version says nothing about it.
+		return ""
+	}
+	return fmt.Sprintf("(%s; the config says %d)", sourceName(source), config)
 }
 
 // groupSpec builds the spec of group name from the config, or from a group file when file is set.

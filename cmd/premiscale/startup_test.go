@@ -46,7 +46,7 @@ var missingDependencies = map[string]missingDependency{
 			return "tcp", real
 		},
 		failure: func(_ testservices.AgentConfig, addr string) string {
-			return fmt.Sprintf("connect to Temporal at %s (namespace default; controller.temporal.address): ", addr)
+			return fmt.Sprintf("connect to Temporal at %s (controller.temporal.address, namespace default): ", addr)
 		},
 	},
 	"mysql": {

@@ -39,6 +39,24 @@ func withTemporal(t *testing.T, path, temporal string) string {
 	return out
 }
 
+// withHealthPort writes a copy of the config at path whose health endpoint listens on port.
+func withHealthPort(t *testing.T, path string, port int) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`healthcheck: \{host: 127\.0\.0\.1, port: [0-9]+\}`)
+	if !re.Match(data) {
+		t.Fatalf("%s has no healthcheck line", path)
+	}
+	out := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(out, re.ReplaceAll(data, []byte(fmt.Sprintf("healthcheck: {host: 127.0.0.1, port: %d}", port))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // TestWorkerAndGroupsThroughMTLS runs the worker and the group commands against the dev server
 // behind a proxy that terminates TLS and requires a client certificate from the test's CA:
 // they work with the CA and the client certificate, and fail clearly without them.
@@ -85,7 +103,10 @@ func TestWorkerAndGroupsThroughMTLS(t *testing.T) {
 	if r := runEnv(t, 30*time.Second, wrongCA, "group", "list", "-c", path); r.code == 0 || r.stderr != want {
 		t.Errorf("group list with the wrong CA: exit %d, stderr\n%s\nwant\n%s", r.code, r.stderr, want)
 	}
-	r = runEnv(t, 60*time.Second, wrongCA, "worker", "-c", path, "--log-stdout", "--pid-file", filepath.Join(t.TempDir(), "p.pid"))
+	// A second worker beside the first: a health port of its own, and failing at once rather than
+	// waiting for a Temporal it cannot trust.
+	second := withHealthPort(t, path, testservices.FreePort(t))
+	r = runEnv(t, 60*time.Second, wrongCA, "worker", "-c", second, "--log-stdout", "--wait-for-dependencies=false", "--pid-file", filepath.Join(t.TempDir(), "p.pid"))
 	if r.code == 0 || r.stderr != want {
 		t.Errorf("worker with the wrong CA: exit %d, stderr\n%s\nwant\n%s", r.code, r.stderr, want)
 	}

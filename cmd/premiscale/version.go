@@ -89,7 +89,9 @@ func newVersionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version, commit and Go version of this binary",
-		Args:  cobra.NoArgs,
+		Example: `  premiscale version
+  premiscale --version`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return printVersion(cmd.OutOrStdout())
 		},

@@ -325,6 +325,33 @@ func TestCheckinAfterWorkflowEnded(t *testing.T) {
 	}
 }
 
+// TestCheckinNamesMatchExactly: MariaDB compares names with PAD SPACE, so without care a path
+// naming "web-1 " (with a token for that name, which needs the secret) would check in web-1.
+func TestCheckinNamesMatchExactly(t *testing.T) {
+	h := newHarness(t)
+	name := h.instance("exact")
+	run := h.startWorkflow(name)
+	for _, other := range []string{name + " ", name + "\t", name + "  "} {
+		status, body := h.post(checkin.URL(h.url, h.secret, other), formType, "hostname=x")
+		if status != http.StatusNotFound || body["error"] != "unknown instance "+other {
+			t.Errorf("check-in as %q: %d %v, want 404 unknown instance", other, status, body)
+		}
+		if n := h.signaler.count(spec.InstanceWorkflowID(other)) + h.signaler.count(spec.InstanceWorkflowID(name)); n != 0 {
+			t.Errorf("check-in as %q: %d signal attempts, want 0", other, n)
+		}
+	}
+	if in, _, err := h.store.GetInstance(h.ctx, name); err != nil || in.CheckedInAt != nil || in.LastSeenAt != nil {
+		t.Errorf("instance %s after check-ins under other names: %+v (%v); want never seen", name, in, err)
+	}
+	if n := h.signalsIn(run); n != 0 {
+		t.Errorf("workflow of %s got %d signals, want 0", name, n)
+	}
+	// Its own name still works.
+	if status, body := h.post(checkin.URL(h.url, h.secret, name), formType, "hostname="+name); status != http.StatusOK || body["status"] != "checked-in" {
+		t.Errorf("check-in as %s: %d %v, want 200 checked-in", name, status, body)
+	}
+}
+
 func ptr[T any](v T) *T { return &v }
 
 // testWriter sends the server's log lines to the test log.

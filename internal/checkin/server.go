@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -30,6 +31,48 @@ const callTimeout = 10 * time.Second
 // maxHostname is the longest DNS name.
 const maxHostname = 253
 
+// DefaultLogEvery is how often, at most, the server logs rejected check-ins of one result
+// when Server.LogEvery is 0.
+const DefaultLogEvery = 10 * time.Second
+
+// The result of a check-in, as Server.Observe receives it.
+const (
+	// ResultOK is a first check-in, passed to the instance's workflow.
+	ResultOK = "ok"
+	// ResultHeartbeat is a later check-in, recorded as last-seen.
+	ResultHeartbeat    = "heartbeat"
+	ResultUnauthorized = "unauthorized" // 401: bad token
+	ResultNotFound     = "not_found"    // 404: unknown instance, no workflow, no such endpoint
+	ResultGone         = "gone"         // 410: retired instance
+	ResultBadRequest   = "bad_request"  // 400, 405: malformed request
+	ResultTooLarge     = "too_large"    // 413: body over the limit
+	ResultUnavailable  = "unavailable"  // 500, 503: the agent cannot take it now
+)
+
+// Results lists every result, in the order above: the label values of a check-in counter.
+func Results() []string {
+	return []string{ResultOK, ResultHeartbeat, ResultUnauthorized, ResultNotFound, ResultGone,
+		ResultBadRequest, ResultTooLarge, ResultUnavailable}
+}
+
+// resultOf names a rejection's result by its status.
+func resultOf(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return ResultUnauthorized
+	case http.StatusNotFound:
+		return ResultNotFound
+	case http.StatusGone:
+		return ResultGone
+	case http.StatusRequestEntityTooLarge:
+		return ResultTooLarge
+	}
+	if status >= 500 {
+		return ResultUnavailable
+	}
+	return ResultBadRequest
+}
+
 // Instances records check-ins; *state.Store implements it. RecordCheckin returns errors
 // wrapping state.ErrNotFound and state.ErrRetired for unknown and terminated instances.
 type Instances interface {
@@ -44,18 +87,37 @@ type Signaler interface {
 	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error
 }
 
-// Server serves check-ins. Secret, Instances and Signaler are required.
+// Server serves check-ins. Secret, Instances and Signaler are required. Use it through a
+// pointer: it keeps the state of its rate-limited log.
 type Server struct {
 	// Secret keys the check-in tokens (see Token).
 	Secret    []byte
 	Instances Instances
 	Signaler  Signaler
-	// Logger gets one line per rejected check-in; nil means slog.Default().
+	// Logger gets the lines about rejected check-ins, at most one per result per LogEvery (see
+	// reject); nil means slog.Default().
 	Logger *slog.Logger
+	// LogEvery bounds the rejection log lines, so whoever can reach the port cannot flood the
+	// log: at most one line per result per LogEvery, and that line counts the rejections not
+	// logged since the previous one. 0 means DefaultLogEvery; negative logs every rejection.
+	LogEvery time.Duration
+	// Observe, when set, is called once per request with its result (ResultOK, ResultHeartbeat,
+	// ...), for a counter such as premiscale_checkins_total{result}. It must be quick and safe
+	// for concurrent use.
+	Observe func(result string)
 	// MaxBodyBytes bounds a request body; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	// Now is the clock check-ins are stamped with; nil means time.Now.
+	// Now is the clock check-ins are stamped with and the log is paced by; nil means time.Now.
 	Now func() time.Time
+
+	mu sync.Mutex
+	// logged is, per result, when a rejection was last logged and how many were not since.
+	logged map[string]*logPace
+}
+
+type logPace struct {
+	last       time.Time
+	suppressed int
 }
 
 // Handler routes POST /checkin/{instance}/{token}; every other path is a 404.
@@ -135,6 +197,7 @@ func (s *Server) serveCheckin(w http.ResponseWriter, r *http.Request) {
 
 	if !first {
 		s.logger().Debug("check-in heartbeat", "instance", name, "address", address, "heartbeat", b.Heartbeat)
+		s.observe(ResultHeartbeat)
 		writeJSON(w, http.StatusOK, map[string]string{"status": "heartbeat"})
 		return
 	}
@@ -154,6 +217,7 @@ func (s *Server) serveCheckin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logger().Info("instance checked in", "instance", name, "address", address, "hostname", hostname)
+	s.observe(ResultOK)
 	writeJSON(w, http.StatusOK, map[string]string{"status": "checked-in"})
 }
 
@@ -235,19 +299,63 @@ func checkinAddress(reported, remote string) (string, error) {
 	return ap.Addr().Unmap().WithZone("").String(), nil
 }
 
-// reject answers with an error and logs one line about it; cause, when set, is logged but not
-// sent, as it may describe the worker's internals.
+// reject answers with an error, counts it, and logs it unless a rejection with the same result
+// was logged less than LogEvery ago; the next line logged for that result says how many were
+// not ("suppressed"). cause, when set, is logged but not sent, as it may describe the worker's
+// internals.
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, instance string, status int, reason string, cause error) {
-	attrs := []any{"instance", instance, "status", status, "reason", reason, "remote", r.RemoteAddr}
-	if cause != nil {
-		attrs = append(attrs, "error", cause)
+	result := resultOf(status)
+	s.observe(result)
+	if suppressed, ok := s.mayLog(result); ok {
+		attrs := []any{"instance", instance, "status", status, "result", result, "reason", reason, "remote", r.RemoteAddr}
+		if cause != nil {
+			attrs = append(attrs, "error", cause)
+		}
+		if suppressed > 0 {
+			attrs = append(attrs, "suppressed", suppressed)
+		}
+		level := slog.LevelWarn
+		if status >= 500 {
+			level = slog.LevelError
+		}
+		s.logger().Log(r.Context(), level, "check-in rejected", attrs...)
 	}
-	level := slog.LevelWarn
-	if status >= 500 {
-		level = slog.LevelError
-	}
-	s.logger().Log(r.Context(), level, "check-in rejected", attrs...)
 	writeJSON(w, status, map[string]string{"error": reason})
+}
+
+// mayLog says whether a rejection with this result may be logged now, and how many with the
+// same result were not logged since the last line.
+func (s *Server) mayLog(result string) (suppressed int, ok bool) {
+	every := s.LogEvery
+	if every == 0 {
+		every = DefaultLogEvery
+	}
+	if every < 0 {
+		return 0, true
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.logged == nil {
+		s.logged = map[string]*logPace{}
+	}
+	p := s.logged[result]
+	if p == nil {
+		p = &logPace{}
+		s.logged[result] = p
+	}
+	if !p.last.IsZero() && now.Sub(p.last) < every && now.Sub(p.last) >= 0 {
+		p.suppressed++
+		return 0, false
+	}
+	suppressed, p.suppressed, p.last = p.suppressed, 0, now
+	return suppressed, true
+}
+
+func (s *Server) observe(result string) {
+	if s.Observe != nil {
+		s.Observe(result)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

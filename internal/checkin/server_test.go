@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -434,8 +435,9 @@ func TestOtherPaths(t *testing.T) {
 			t.Errorf("POST %s: status %d, want 404", path, rec.Code)
 		}
 	}
-	if n := strings.Count(logs.String(), "\n"); n != 4 {
-		t.Errorf("%d log lines for 4 rejections:\n%s", n, logs.String())
+	// Four rejections with one result within LogEvery: one line.
+	if n := strings.Count(logs.String(), "\n"); n != 1 {
+		t.Errorf("%d log lines for 4 rejections in a row, want 1:\n%s", n, logs.String())
 	}
 	if len(instances.records) > 0 {
 		t.Error("instances table touched")
@@ -536,3 +538,78 @@ func checkLog(t *testing.T, logs, instance string, status int, reason string) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestRejectionsAreCountedAndLoggedAtABoundedRate: whoever can reach the port must not be able
+// to flood the log, and every request still shows in the counts.
+func TestRejectionsAreCountedAndLoggedAtABoundedRate(t *testing.T) {
+	now := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	var logs bytes.Buffer
+	counts := map[string]int{}
+	srv := &Server{Secret: testSecret, Instances: newFakeInstances("web-1"), Signaler: &fakeSignaler{},
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Now: func() time.Time { return now },
+		// The handler runs on this goroutine: no lock needed in the test.
+		Observe: func(result string) { counts[result]++ }}
+	h := srv.Handler()
+	forged := request{instance: "web-1", token: strings.Repeat("0", 64)}
+	for range 100 {
+		serve(t, h, forged)
+	}
+	serve(t, h, request{instance: "web-9"}) // unknown instance: a result of its own
+	serve(t, h, request{instance: "web-1", contentType: form, body: phoneHome})
+	serve(t, h, request{instance: "web-1", contentType: form, body: phoneHome})
+	now = now.Add(9 * time.Second)
+	serve(t, h, forged)
+	if lines := rejectionLines(t, logs.String()); len(lines) != 2 ||
+		lines[0]["result"] != ResultUnauthorized || lines[0]["suppressed"] != nil ||
+		lines[1]["result"] != ResultNotFound || lines[1]["instance"] != "web-9" {
+		t.Fatalf("log after 101 forged tokens and an unknown instance within 9 s: want one line each, got\n%s", logs.String())
+	}
+	now = now.Add(time.Second)
+	serve(t, h, forged)
+	lines := rejectionLines(t, logs.String())
+	if len(lines) != 3 || lines[2]["result"] != ResultUnauthorized || lines[2]["suppressed"] != float64(100) {
+		t.Fatalf("10 s after the first line the next one must say how many were not logged (100):\n%s", logs.String())
+	}
+	want := map[string]int{ResultUnauthorized: 102, ResultNotFound: 1, ResultOK: 1, ResultHeartbeat: 1}
+	if !reflect.DeepEqual(counts, want) {
+		t.Errorf("observed %v, want %v", counts, want)
+	}
+
+	// Every status a check-in can get has its result.
+	for status, result := range map[int]string{400: ResultBadRequest, 401: ResultUnauthorized, 404: ResultNotFound, 405: ResultBadRequest,
+		410: ResultGone, 413: ResultTooLarge, 500: ResultUnavailable, 503: ResultUnavailable} {
+		if got := resultOf(status); got != result || !slices.Contains(Results(), got) {
+			t.Errorf("status %d is result %q, want %q (one of %v)", status, got, result, Results())
+		}
+	}
+}
+
+func TestEveryRejectionLoggedWhenLogEveryIsNegative(t *testing.T) {
+	var logs bytes.Buffer
+	srv := &Server{Secret: testSecret, Instances: newFakeInstances("web-1"), Signaler: &fakeSignaler{},
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil)), LogEvery: -1}
+	for range 3 {
+		serve(t, srv.Handler(), request{instance: "web-1", token: "x"})
+	}
+	if n := len(rejectionLines(t, logs.String())); n != 3 {
+		t.Errorf("%d lines for 3 rejections with LogEvery < 0, want 3", n)
+	}
+}
+
+func rejectionLines(t *testing.T, logs string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if m["msg"] == "check-in rejected" {
+			out = append(out, m)
+		}
+	}
+	return out
+}

@@ -37,8 +37,10 @@ type ApplyResult struct {
 	RunID   string
 }
 
-// Apply starts the group's workflow, or sends the spec to the one already running. Starting a
-// group that runs already is not an error: it is how a changed config reaches a running group.
+// Apply starts the group's workflow, or sends the spec to the one already running as the
+// config's spec. Starting a group that runs already is not an error: it is how a changed
+// config reaches a running group. An operator's overrides on the running group stay, except
+// those whose config value changed.
 func (c *Client) Apply(ctx context.Context, gs spec.Group) (ApplyResult, error) {
 	id := spec.GroupWorkflowID(gs.Name)
 	running, err := c.isRunning(ctx, id)
@@ -165,8 +167,9 @@ func (c *Client) Delete(ctx context.Context, group string) error {
 	return nil
 }
 
-// Scale sets the group's desired size and/or bounds. The workflow's validator rejects
-// out-of-range requests before anything is recorded; its message is returned as is.
+// Scale sets the group's desired size and/or bounds, or with Reset clears what an earlier
+// Scale set. The workflow's validator rejects out-of-range requests before anything is
+// recorded; its message is returned as is.
 func (c *Client) Scale(ctx context.Context, group string, req spec.ScaleRequest) (spec.ScaleResult, error) {
 	var res spec.ScaleResult
 	err := c.update(ctx, group, spec.UpdateScale, req, &res)
@@ -236,13 +239,18 @@ func (c *Client) Events(ctx context.Context, group string, since time.Time) ([]s
 	return c.Store.ListScalingEvents(ctx, group, since)
 }
 
-// Update sends a running group a new spec, applied at its next evaluation.
+// Update runs gs on the group instead of its config's spec, as an operator's override that
+// lasts until the operator resets it or the config's spec changes (see UpdateSpec).
 func (c *Client) Update(ctx context.Context, gs spec.Group) error {
-	if err := c.mustRun(ctx, gs.Name); err != nil {
-		return err
-	}
-	if err := c.Temporal.SignalWorkflow(ctx, spec.GroupWorkflowID(gs.Name), "", spec.SignalSpec, gs); err != nil {
-		return fmt.Errorf("send the new spec to group %s: %w", gs.Name, err)
-	}
-	return nil
+	_, err := c.UpdateSpec(ctx, gs.Name, spec.SpecRequest{Spec: &gs})
+	return err
+}
+
+// UpdateSpec sends a running group an operator's spec (or, with Reset, takes it back to the
+// config's) and returns what the group did, with what else changed (bounds set with group
+// scale cleared, a pending desired size clamped). The spec is applied at the next evaluation.
+func (c *Client) UpdateSpec(ctx context.Context, group string, req spec.SpecRequest) (spec.SpecResult, error) {
+	var res spec.SpecResult
+	err := c.update(ctx, group, spec.UpdateSpec, req, &res)
+	return res, err
 }

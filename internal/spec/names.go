@@ -29,7 +29,9 @@ func HostTaskQueue(host string) string { return "premiscale-host-" + host }
 // Signal, query and update names: the workflows' API to the CLI, the worker, the check-in
 // server and each other.
 const (
-	// SignalSpec carries a new Group spec, applied at the next evaluation.
+	// SignalSpec carries the config's Group spec (from a worker's start or `group create`),
+	// applied at the next evaluation; an operator's overrides stay unless the config's own
+	// value for them changed.
 	SignalSpec = "spec"
 	// SignalDelete asks a group to retire every instance and end.
 	SignalDelete = "delete"
@@ -45,6 +47,9 @@ const (
 	SignalResume = "resume"
 	// UpdateScale sets a group's desired size and/or bounds (a ScaleRequest).
 	UpdateScale = "scale"
+	// UpdateSpec runs an operator's whole spec instead of the config's, or goes back to the
+	// config's (a SpecRequest).
+	UpdateSpec = "update-spec"
 	// UpdateProtect sets or clears an instance's scale-in protection (a ProtectRequest).
 	UpdateProtect = "protect"
 	// QueryStatus returns a GroupStatus.

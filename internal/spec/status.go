@@ -50,6 +50,9 @@ type InstanceRef struct {
 	Reason     string        `json:"reason,omitempty"`
 	Address    string        `json:"address,omitempty"`
 	Protected  bool          `json:"protected,omitempty"`
+	// Replacement marks an instance launched to replace a failed one: if its launch fails,
+	// the replacement is still owed.
+	Replacement bool `json:"replacement,omitempty"`
 }
 
 // LaunchHealth is the group's memory of failing launches.
@@ -89,6 +92,46 @@ type GroupStatus struct {
 	LastDecision *DecisionRecord `json:"lastDecision,omitempty"`
 	Launches     LaunchHealth    `json:"launches"`
 	Evaluations  int             `json:"evaluations"`
+	// Sources say where min, max and the rest of the spec in force come from; Config holds
+	// the config's own bounds, shown beside an operator's.
+	Sources Sources `json:"sources"`
+	Config  Bounds  `json:"config"`
+	// Goal is an operator's desired size (group scale --desired) the group has not reached yet.
+	Goal *Goal `json:"goal,omitempty"`
+	// ReplacementsOwed counts failed instances whose replacements the limits (maxNodes,
+	// maxConcurrentLaunches, a launch back-off, a pause) have held back so far.
+	ReplacementsOwed int `json:"replacementsOwed"`
+}
+
+// Where a value in force comes from.
+const (
+	// SourceConfig: the config (as the worker or `group create` last sent it).
+	SourceConfig = "config"
+	// SourceScale: an operator's `group scale --min/--max`.
+	SourceScale = "scale"
+	// SourceUpdate: an operator's `group update`.
+	SourceUpdate = "update"
+)
+
+// Sources say where the values in force come from: SourceConfig, SourceScale or SourceUpdate.
+type Sources struct {
+	Min  string `json:"min"`
+	Max  string `json:"max"`
+	Spec string `json:"spec"`
+}
+
+// Bounds are a minimum and a maximum size.
+type Bounds struct {
+	Min int `json:"min"`
+	Max int `json:"max"`
+}
+
+// Goal is an operator's desired size not reached yet.
+type Goal struct {
+	Size  int       `json:"size"`
+	SetAt time.Time `json:"setAt"`
+	// Expires is when the goal is dropped if the group has not reached it by then.
+	Expires time.Time `json:"expires"`
 }
 
 // InstanceStatus is what an InstanceWorkflow tells its group.
@@ -108,17 +151,42 @@ type CheckinSignal struct {
 	At       time.Time `json:"at"`
 }
 
-// ScaleRequest is the argument of UpdateScale: any of a new desired size and new bounds.
+// ScaleRequest is the argument of UpdateScale: any of a new desired size and new bounds, or
+// Reset alone.
 type ScaleRequest struct {
 	Desired *int `json:"desired,omitempty"`
 	Min     *int `json:"min,omitempty"`
 	Max     *int `json:"max,omitempty"`
+	// Reset clears what group scale set: the min and max overrides and a pending desired size.
+	Reset bool `json:"reset,omitempty"`
 }
 
 // ScaleResult is what UpdateScale accepted.
 type ScaleResult struct {
 	Min, Max, Current int
-	Desired           *int `json:",omitempty"`
+	// Desired is the pending goal after the request, if any.
+	Desired *int `json:",omitempty"`
+	Sources Sources
+	// Notes say what else the request changed: a pending goal clamped or dropped, overrides
+	// cleared.
+	Notes []string `json:",omitempty"`
+}
+
+// SpecRequest is the argument of UpdateSpec: a whole spec to run instead of the config's, or
+// Reset to go back to the config's.
+type SpecRequest struct {
+	Spec  *Group `json:"spec,omitempty"`
+	Reset bool   `json:"reset,omitempty"`
+}
+
+// SpecResult is what UpdateSpec did.
+type SpecResult struct {
+	// Source is where the spec in force now comes from: SourceUpdate or SourceConfig (the
+	// request was the config's spec, or Reset).
+	Source string
+	Min    int
+	Max    int
+	Notes  []string `json:",omitempty"`
 }
 
 // ProtectRequest is the argument of UpdateProtect.

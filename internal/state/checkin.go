@@ -21,7 +21,7 @@ const maxSettingValue = 1024
 // first call sets checked_in_at and returns first=true; every call moves last_seen_at forward
 // (never back, so a delayed request does not undo a later one) and, when address is not empty,
 // records it. A terminated instance is left alone and yields ErrRetired; an unknown one
-// ErrNotFound.
+// ErrNotFound. Names match byte for byte: "web-1 " is not web-1.
 func (s *Store) RecordCheckin(ctx context.Context, name, address string, at time.Time) (first bool, err error) {
 	at = orNow(at)
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -38,7 +38,7 @@ func (s *Store) RecordCheckin(ctx context.Context, name, address string, at time
 	// them sees checked_in_at NULL and reports itself first.
 	var state string
 	var checked sql.NullTime
-	err = tx.QueryRowContext(ctx, "SELECT state, checked_in_at FROM instances WHERE name = ? FOR UPDATE", name).Scan(&state, &checked)
+	err = tx.QueryRowContext(ctx, "SELECT state, checked_in_at FROM instances WHERE "+exactly("name")+" FOR UPDATE", name, name).Scan(&state, &checked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, fmt.Errorf("record check-in of instance %s: %w", name, ErrNotFound)
 	}
@@ -49,12 +49,12 @@ func (s *Store) RecordCheckin(ctx context.Context, name, address string, at time
 		return false, fmt.Errorf("record check-in of instance %s: %w", name, ErrRetired)
 	}
 
-	const q = "UPDATE instances SET " +
+	q := "UPDATE instances SET " +
 		"checked_in_at = COALESCE(checked_in_at, ?), " +
 		"last_seen_at = GREATEST(COALESCE(last_seen_at, ?), ?), " +
 		"address = IF(? = '', address, ?) " +
-		"WHERE name = ?"
-	if _, err = tx.ExecContext(ctx, q, at, at, at, address, address, name); err != nil {
+		"WHERE " + exactly("name")
+	if _, err = tx.ExecContext(ctx, q, at, at, at, address, address, name, name); err != nil {
 		return false, fmt.Errorf("record check-in of instance %s in %s: %w", name, s.where, err)
 	}
 	if err = tx.Commit(); err != nil {
@@ -72,8 +72,8 @@ func (s *Store) UndoFirstCheckin(ctx context.Context, name string, at time.Time)
 	if at.IsZero() {
 		return fmt.Errorf("undo first check-in of instance %s: time is zero", name)
 	}
-	_, err := s.db.ExecContext(ctx, "UPDATE instances SET checked_in_at = NULL WHERE name = ? AND checked_in_at = ? AND state NOT IN (?, ?)",
-		name, at.UTC(), spec.StateTerminated, spec.StateFailed)
+	_, err := s.db.ExecContext(ctx, "UPDATE instances SET checked_in_at = NULL WHERE "+exactly("name")+" AND checked_in_at = ? AND state NOT IN (?, ?)",
+		name, name, at.UTC(), spec.StateTerminated, spec.StateFailed)
 	if err != nil {
 		return fmt.Errorf("undo first check-in of instance %s in %s: %w", name, s.where, err)
 	}

@@ -106,9 +106,9 @@ func (s *Store) ListScalingEvents(ctx context.Context, group string, since time.
 	if group == "" {
 		return nil, errors.New("list scaling events: group is empty")
 	}
-	const q = "SELECT event_key, group_name, `at`, from_size, to_size, metrics, reason, action, outcome, winner, checks, workflow_id, run_id, repeats, last_repeat_at " +
-		"FROM scaling_events WHERE group_name = ? AND `at` >= ? ORDER BY `at`, id"
-	rows, err := s.db.QueryContext(ctx, q, group, since.UTC())
+	q := "SELECT event_key, group_name, `at`, from_size, to_size, metrics, reason, action, outcome, winner, checks, workflow_id, run_id, repeats, last_repeat_at " +
+		"FROM scaling_events WHERE " + exactly("group_name") + " AND `at` >= ? ORDER BY `at`, id"
+	rows, err := s.db.QueryContext(ctx, q, group, group, since.UTC())
 	if err != nil {
 		return nil, fmt.Errorf("list scaling events of group %s in %s: %w", group, s.where, err)
 	}

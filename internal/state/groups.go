@@ -25,8 +25,8 @@ type GroupRecord struct {
 // UpdatedAt (zero means now): a retried write older than what is stored does not roll the spec
 // back, and it undoes a deletion only when it is newer than the deletion.
 func (s *Store) UpsertGroup(ctx context.Context, g GroupRecord) error {
-	if g.Name == "" {
-		return errors.New("upsert group: name is empty")
+	if err := checkName("group", g.Name); err != nil {
+		return fmt.Errorf("upsert group: %w", err)
 	}
 	spec := g.Spec
 	if len(spec) == 0 {
@@ -59,7 +59,7 @@ func (s *Store) UpsertGroup(ctx context.Context, g GroupRecord) error {
 // a deleted group again keeps the first time. It returns an error wrapping ErrNotFound when no
 // such group was ever recorded.
 func (s *Store) MarkGroupDeleted(ctx context.Context, name string, at time.Time) error {
-	res, err := s.db.ExecContext(ctx, "UPDATE `groups` SET deleted_at = COALESCE(deleted_at, ?) WHERE name = ?", orNow(at), name)
+	res, err := s.db.ExecContext(ctx, "UPDATE `groups` SET deleted_at = COALESCE(deleted_at, ?) WHERE "+exactly("name"), orNow(at), name, name)
 	if err != nil {
 		return fmt.Errorf("mark group %s deleted in %s: %w", name, s.where, err)
 	}
@@ -68,7 +68,7 @@ func (s *Store) MarkGroupDeleted(ctx context.Context, name string, at time.Time)
 	}
 	// Zero rows changed means either no such group or one already marked: tell them apart.
 	var one int
-	err = s.db.QueryRowContext(ctx, "SELECT 1 FROM `groups` WHERE name = ?", name).Scan(&one)
+	err = s.db.QueryRowContext(ctx, "SELECT 1 FROM `groups` WHERE "+exactly("name"), name, name).Scan(&one)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("mark group %s deleted: group %w", name, ErrNotFound)

@@ -36,8 +36,8 @@ type Instance struct {
 //   - check-in and termination times keep the first one written, last-seen the latest;
 //   - the group and creation time never change.
 func (s *Store) UpsertInstance(ctx context.Context, in Instance) error {
-	if in.Name == "" {
-		return errors.New("upsert instance: name is empty")
+	if err := checkName("instance", in.Name); err != nil {
+		return fmt.Errorf("upsert instance: %w", err)
 	}
 	if in.Group == "" {
 		return fmt.Errorf("upsert instance %s: group is empty", in.Name)
@@ -93,9 +93,10 @@ func scanInstance(r scanner) (Instance, error) {
 	return in, err
 }
 
-// GetInstance returns the named instance, and false when there is none.
+// GetInstance returns the named instance, and false when there is none. The name matches
+// byte for byte.
 func (s *Store) GetInstance(ctx context.Context, name string) (Instance, bool, error) {
-	in, err := scanInstance(s.db.QueryRowContext(ctx, "SELECT "+instanceColumns+" FROM instances WHERE name = ?", name))
+	in, err := scanInstance(s.db.QueryRowContext(ctx, "SELECT "+instanceColumns+" FROM instances WHERE "+exactly("name"), name, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Instance{}, false, nil
 	}
@@ -112,8 +113,8 @@ func (s *Store) ListInstances(ctx context.Context, group string, includeTerminat
 	q := "SELECT " + instanceColumns + " FROM instances WHERE 1 = 1"
 	var args []any
 	if group != "" {
-		q += " AND group_name = ?"
-		args = append(args, group)
+		q += " AND " + exactly("group_name")
+		args = append(args, group, group)
 	}
 	if !includeTerminated {
 		q += " AND state NOT IN (?, ?)"

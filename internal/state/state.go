@@ -33,6 +33,26 @@ const (
 	maxReason = 1024
 )
 
+// exactly is a WHERE condition that compares a name column with a value byte for byte; its
+// argument is given twice. The tables' utf8mb4_bin collation pads with spaces (PAD SPACE), so
+// in a plain comparison "web-1 " equals "web-1"; a comparison as binary strings does not pad.
+// The plain comparison stays first so the primary key still finds the row.
+func exactly(column string) string {
+	return column + " = ? AND " + column + " = CAST(? AS BINARY)"
+}
+
+// checkName refuses a name the database could not tell apart from another: one that ends in
+// a space would be stored as a duplicate of the name without it (the key pads with spaces).
+func checkName(what, name string) error {
+	if name == "" {
+		return fmt.Errorf("%s name is empty", what)
+	}
+	if strings.TrimRight(name, " ") != name {
+		return fmt.Errorf("%s name %q ends in a space", what, name)
+	}
+	return nil
+}
+
 // Store is the state database. It is safe for concurrent use.
 type Store struct {
 	db *sql.DB
