@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/premiscale/premiscale/internal/policy"
 	"github.com/premiscale/premiscale/internal/spec"
 )
 
@@ -24,5 +25,41 @@ func (a *Activities) HostStates(ctx context.Context, names []string) ([]spec.Hos
 			}
 		}
 	}
+	return out, nil
+}
+
+// ObserveParams asks for what a group's evaluation needs to know: its checks' readings and its
+// hosts' state.
+type ObserveParams struct {
+	Checks ReadChecksParams
+	// Hosts are the group's hosts and those its instances are on.
+	Hosts []string
+}
+
+// Observation is what an evaluation knows of the world.
+type Observation struct {
+	Readings map[string]policy.Reading
+	// Hosts are in the order asked; nil when they could not be read (HostsErr says why).
+	Hosts    []spec.Host
+	HostsErr string `json:",omitempty"`
+}
+
+// Observe reads a group's checks and its hosts' state in one activity: one round trip per
+// evaluation. Failing to read the hosts is not failing the activity: the checks still count.
+func (a *Activities) Observe(ctx context.Context, p ObserveParams) (Observation, error) {
+	var out Observation
+	if len(p.Checks.Checks) > 0 {
+		readings, err := a.ReadChecks(ctx, p.Checks)
+		if err != nil {
+			return out, err
+		}
+		out.Readings = readings
+	}
+	hosts, err := a.HostStates(ctx, p.Hosts)
+	if err != nil {
+		out.HostsErr = err.Error()
+		return out, nil
+	}
+	out.Hosts = hosts
 	return out, nil
 }

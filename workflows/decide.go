@@ -25,6 +25,12 @@ var databaseActivityOptions = workflow.ActivityOptions{
 // written to the decision log.
 func (g *group) evaluate(ctx workflow.Context) {
 	now := workflow.Now(ctx)
+	var readings map[string]policy.Reading
+	if g.fleet {
+		// One observation per evaluation, before anything is launched: the hosts for placement
+		// and for lost instances, the checks for the policy.
+		readings = g.observe(ctx, !g.st.Deleting && !g.st.DesiredSet)
+	}
 	owedLimit := ""
 	if g.intent {
 		g.expireGoal(now)
@@ -60,7 +66,9 @@ func (g *group) evaluate(ctx workflow.Context) {
 			ev.Action = policy.ScaleIn
 		}
 	default:
-		readings := g.readChecks(ctx)
+		if !g.fleet {
+			readings = g.readChecks(ctx)
+		}
 		var next policy.State
 		ev, next = policy.Evaluate(g.eff.Policy, g.st.Policy, policy.Inputs{Now: now, Current: size, Readings: readings})
 		switch {

@@ -73,6 +73,11 @@ type group struct {
 	// intent is set for runs with the rules of changeOperatorIntent (overrides that survive
 	// the config's spec, goals checked against the bounds, replacements owed).
 	intent bool
+	// fleet is set for runs with the rules of changeFleet (hosts observed every evaluation,
+	// placement by capacity, lost instances).
+	fleet bool
+	// hosts is the last observation of the group's hosts; nil before the first.
+	hosts  []spec.Host
 	wfID   string
 	runID  string
 	logger log.Logger
@@ -92,6 +97,7 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 	// Runs recorded before the change replaced the whole spec with every spec signal, wrote
 	// operator bounds into it, and dropped replacements the limits refused.
 	g.intent = workflow.GetVersion(ctx, changeOperatorIntent, workflow.DefaultVersion, 1) >= 1
+	g.fleet = g.intent && workflow.GetVersion(ctx, changeFleet, workflow.DefaultVersion, 1) >= 1
 	g.refresh()
 	if err := g.registerHandlers(ctx); err != nil {
 		return err
@@ -118,7 +124,7 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 		perRun = defaultEvaluationsPerRun
 	}
 	for runEvaluations := 0; ; runEvaluations++ {
-		if g.st.Deleting && len(g.st.Instances) == 0 {
+		if g.st.Deleting && g.owned() == 0 {
 			g.flushRepeats(ctx)
 			rec := activities.GroupRecord{Name: g.eff.Name, At: workflow.Now(ctx)}
 			if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.MarkGroupDeleted, rec).Get(ctx, nil); err != nil {
@@ -169,7 +175,7 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 					g.logger.Info("replacing failed instance", "instance", st.Name, "reason", st.Reason)
 					g.launchUpTo(ctx, 1, "replacement of "+st.Name, false)
 				}
-				wake = g.st.Deleting && len(g.st.Instances) == 0
+				wake = g.st.Deleting && g.owned() == 0
 			})
 			sel.Select(ctx)
 		}
@@ -241,6 +247,19 @@ func (g *group) setDeleting() {
 func (g *group) setPaused(paused bool) {
 	g.st.Paused = paused
 	g.logger.Info("group paused state changed", "group", g.eff.Name, "paused", paused)
+}
+
+// owned counts the instances the group owns in any state but lost: what maxNodes bounds. A
+// lost instance is its workflow's to remove once its host answers again; a group being deleted
+// does not wait for it.
+func (g *group) owned() int {
+	n := 0
+	for _, ref := range g.st.Instances {
+		if ref.State != spec.StateLost {
+			n++
+		}
+	}
+	return n
 }
 
 func (g *group) live() int {

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -37,9 +38,11 @@ type fakeFleet struct {
 	hosts    map[string]spec.Host
 	placed   map[string]string
 	failNext int
-	crashed  map[string]bool
-	excluded []string
-	lastSeen map[string]time.Time
+	// noRoomNext refuses that many launches as a full host's worker does.
+	noRoomNext int
+	crashed    map[string]bool
+	excluded   []string
+	lastSeen   map[string]time.Time
 }
 
 func newFakeFleet() *fakeFleet {
@@ -62,6 +65,36 @@ func (f *fakeFleet) live() int {
 }
 
 func ptr(v float64) *float64 { return &v }
+
+// hostStates is what the fleet's hosts look like; f.mu is held.
+func (f *fakeFleet) hostStates(names []string) []spec.Host {
+	out := make([]spec.Host, len(names))
+	for i, n := range names {
+		out[i] = spec.Host{Name: n, Up: true, CPUs: 64, MemoryMiB: 1 << 20, Allowance: spec.Allowance{CPUOvercommit: 1, MemoryOvercommit: 1}}
+		if h, ok := f.hosts[n]; ok {
+			out[i] = h
+		}
+		// As a worker's probe would find them: every instance recorded on the host holds the
+		// test spec's shape.
+		for _, host := range f.placed {
+			if host == n {
+				out[i].UsedCPUs++
+				out[i].UsedMemoryMiB += 512
+			}
+		}
+	}
+	return out
+}
+
+// readChecks serves the test's cpu value; f.mu is held.
+func (f *fakeFleet) readChecks(q activities.ReadChecksParams) map[string]policy.Reading {
+	f.excluded = append(f.excluded, q.Exclude...)
+	res := map[string]policy.Reading{}
+	if f.cpu != nil && len(q.Checks) > 0 {
+		res["cpu"] = policy.Reading{Value: *f.cpu, HasData: true}
+	}
+	return res
+}
 
 func testSpec() spec.Group {
 	return spec.Group{
@@ -121,33 +154,19 @@ func newEnv(t *testing.T, f *fakeFleet) *testsuite.TestWorkflowEnvironment {
 		func(_ context.Context, names []string) ([]spec.Host, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			out := make([]spec.Host, len(names))
-			for i, n := range names {
-				out[i] = spec.Host{Name: n, Up: true, CPUs: 64, MemoryMiB: 1 << 20, Allowance: spec.Allowance{CPUOvercommit: 1, MemoryOvercommit: 1}}
-				if h, ok := f.hosts[n]; ok {
-					out[i] = h
-				}
-				// As a worker's probe would find them: every instance recorded on the host holds
-				// the test spec's shape.
-				for _, host := range f.placed {
-					if host == n {
-						out[i].UsedCPUs++
-						out[i].UsedMemoryMiB += 512
-					}
-				}
-			}
-			return out, nil
+			return f.hostStates(names), nil
 		})
 	env.OnActivity(a.ReadChecks, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, q activities.ReadChecksParams) (map[string]policy.Reading, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			f.excluded = append(f.excluded, q.Exclude...)
-			res := map[string]policy.Reading{}
-			if f.cpu != nil {
-				res["cpu"] = policy.Reading{Value: *f.cpu, HasData: true}
-			}
-			return res, nil
+			return f.readChecks(q), nil
+		})
+	env.OnActivity(a.Observe, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, p activities.ObserveParams) (activities.Observation, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return activities.Observation{Readings: f.readChecks(p.Checks), Hosts: f.hostStates(p.Hosts)}, nil
 		})
 	env.OnActivity(h.CreateInstance, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, p activities.CreateInstanceParams) (activities.CreateInstanceResult, error) {
@@ -156,6 +175,11 @@ func newEnv(t *testing.T, f *fakeFleet) *testsuite.TestWorkflowEnvironment {
 			if f.failNext > 0 {
 				f.failNext--
 				return activities.CreateInstanceResult{}, errors.New("define domain: no space left")
+			}
+			if f.noRoomNext > 0 {
+				f.noRoomNext--
+				return activities.CreateInstanceResult{}, temporal.NewNonRetryableApplicationError(
+					"launch instance "+p.Name+": no capacity: h1 needs 1 vCPUs (0 free)", activities.ErrTypeNoCapacity, nil)
 			}
 			f.created[p.Name]++
 			return activities.CreateInstanceResult{DomainCreated: true}, nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -29,6 +30,10 @@ type InstanceParams struct {
 	Running bool
 	// LastHealthy is when the instance was last seen healthy.
 	LastHealthy time.Time
+	// Lost is set once the instance was lost with its host, and why: the workflow then only
+	// waits for the host to answer again, to remove the VM.
+	Lost       bool   `json:",omitempty"`
+	LostReason string `json:",omitempty"`
 }
 
 // hostScheduleToStart is how long a host activity may wait for the host's worker before the
@@ -56,6 +61,11 @@ type instance struct {
 	}
 	retire  workflow.ReceiveChannel
 	checkin workflow.ReceiveChannel
+	lost    workflow.ReceiveChannel
+	// fleet is set for runs with the rules of changeFleet.
+	fleet bool
+	// noRoom is set when the host's worker refused the launch for lack of room.
+	noRoom bool
 }
 
 // InstanceWorkflow owns one VM: launching → booting (waiting for its cloud-init check-in) →
@@ -67,6 +77,11 @@ func InstanceWorkflow(ctx workflow.Context, p InstanceParams) error {
 		p: p, ctx: ctx, logger: workflow.GetLogger(ctx),
 		retire:  workflow.GetSignalChannel(ctx, spec.SignalRetire),
 		checkin: workflow.GetSignalChannel(ctx, spec.SignalCheckin),
+		lost:    workflow.GetSignalChannel(ctx, spec.SignalLost),
+	}
+	in.fleet = workflow.GetVersion(ctx, changeFleet, workflow.DefaultVersion, 1) >= 1
+	if p.Lost {
+		return in.whenLost(p.LostReason)
 	}
 	if !p.Running {
 		retired, err := in.launch()
@@ -100,6 +115,10 @@ func (in *instance) launch() (retired bool, err error) {
 		Launch:     p.Launch,
 	}
 	if err := workflow.ExecuteActivity(cctx, h.CreateInstance, create).Get(in.ctx, nil); err != nil {
+		if in.fleet && isApplicationError(err, activities.ErrTypeNoCapacity) {
+			// The host filled up since placement chose it: the group places it again.
+			in.noRoom = true
+		}
 		return true, in.fail(fmt.Sprintf("launch failed: %v", err), false)
 	}
 	if !p.Launch.Health.Checkin {
@@ -117,11 +136,15 @@ func (in *instance) launch() (retired bool, err error) {
 	sel := workflow.NewSelector(in.ctx)
 	sel.AddReceive(in.checkin, func(c workflow.ReceiveChannel, _ bool) { c.Receive(in.ctx, &signal); outcome = "checkin" })
 	sel.AddReceive(in.retire, func(c workflow.ReceiveChannel, _ bool) { c.Receive(in.ctx, nil); outcome = "retire" })
+	var lostReason string
+	sel.AddReceive(in.lost, func(c workflow.ReceiveChannel, _ bool) { c.Receive(in.ctx, &lostReason); outcome = "lost" })
 	sel.AddFuture(timeout, func(workflow.Future) { outcome = "timeout" })
 	sel.Select(in.ctx)
 	switch outcome {
 	case "retire":
 		return true, in.retireNow()
+	case "lost":
+		return true, in.whenLost(lostReason)
 	case "timeout":
 		return true, in.fail(fmt.Sprintf("no check-in within the boot timeout of %s", p.Launch.Health.BootTimeout), true)
 	}
@@ -153,14 +176,19 @@ func (in *instance) watch() error {
 		}
 		timerCtx, cancel := workflow.WithCancel(in.ctx)
 		timer := workflow.NewTimer(timerCtx, interval)
-		retire := false
+		retire, lost := false, false
+		var lostReason string
 		sel := workflow.NewSelector(in.ctx)
 		sel.AddReceive(in.retire, func(c workflow.ReceiveChannel, _ bool) { c.Receive(in.ctx, nil); retire = true })
+		sel.AddReceive(in.lost, func(c workflow.ReceiveChannel, _ bool) { c.Receive(in.ctx, &lostReason); lost = true })
 		// Repeated check-ins (a re-run of phone_home) carry nothing new.
 		sel.AddReceive(in.checkin, func(c workflow.ReceiveChannel, _ bool) { c.Receive(in.ctx, nil) })
 		sel.AddFuture(timer, func(workflow.Future) {})
 		sel.Select(in.ctx)
 		cancel()
+		if lost {
+			return in.whenLost(lostReason)
+		}
 		if retire {
 			return in.retireNow()
 		}
@@ -227,7 +255,19 @@ func (in *instance) fail(reason string, replace bool) error {
 
 func (in *instance) retireNow() error {
 	in.record(spec.StateRetiring, "")
-	if err := in.destroy(in.ctx); err != nil {
+	for {
+		err := in.destroy(in.ctx)
+		if err == nil {
+			break
+		}
+		if in.fleet && isHostAway(err) {
+			// The host's worker is not there to take the retirement: wait for it without
+			// blocking the group, which declares the instance lost if the host stays down.
+			if reason, lost := in.waitForHost(); lost {
+				return in.whenLost(reason)
+			}
+			continue
+		}
 		reason := fmt.Sprintf("retire failed: %v", err)
 		in.record(spec.StateFailed, reason)
 		in.notify(spec.StateFailed, reason, false)
@@ -238,15 +278,88 @@ func (in *instance) retireNow() error {
 	return nil
 }
 
+// hostRetryInterval is how often a workflow whose host is away asks again.
+const hostRetryInterval = 30 * time.Second
+
+// waitForHost waits hostRetryInterval, or until the group declares the instance lost.
+func (in *instance) waitForHost() (string, bool) {
+	var reason string
+	lost := false
+	timerCtx, cancel := workflow.WithCancel(in.ctx)
+	defer cancel()
+	sel := workflow.NewSelector(in.ctx)
+	sel.AddReceive(in.lost, func(c workflow.ReceiveChannel, _ bool) { c.Receive(in.ctx, &reason); lost = true })
+	sel.AddFuture(workflow.NewTimer(timerCtx, hostRetryInterval), func(workflow.Future) {})
+	sel.Select(in.ctx)
+	return reason, lost
+}
+
+// lostChecksPerRun bounds the history of a lost instance waiting for a host that stays down.
+const lostChecksPerRun = 500
+
+// whenLost is the life of an instance lost with its host: recorded lost, it no longer counts;
+// it waits for the host to answer again, then removes the VM and its disks, and ends.
+func (in *instance) whenLost(reason string) error {
+	if !in.p.Lost {
+		in.p.Lost, in.p.LostReason = true, reason
+		in.logger.Warn("instance lost with its host", "instance", in.p.Name, "reason", reason)
+		in.record(spec.StateLost, reason)
+		in.notify(spec.StateLost, reason, false)
+	}
+	var a *activities.Activities
+	for checks := 0; ; checks++ {
+		if checks >= lostChecksPerRun {
+			return workflow.NewContinueAsNewError(in.ctx, InstanceWorkflow, in.p)
+		}
+		if err := workflow.Sleep(in.ctx, in.p.Launch.Health.CheckInterval()); err != nil {
+			return err
+		}
+		var hosts []spec.Host
+		if err := workflow.ExecuteActivity(in.dbCtx(), a.HostStates, []string{in.p.Host}).Get(in.ctx, &hosts); err != nil {
+			in.logger.Warn("could not read the state of a lost instance's host", "instance", in.p.Name, "host", in.p.Host, "error", err)
+			continue
+		}
+		if len(hosts) != 1 || !hosts[0].Up {
+			continue
+		}
+		if err := in.destroy(in.ctx); err != nil {
+			in.logger.Warn("could not remove a lost instance from its host, which answers again", "instance", in.p.Name, "error", err)
+			continue
+		}
+		why := fmt.Sprintf("lost (%s), removed when host %s answered again", in.p.LostReason, in.p.Host)
+		in.record(spec.StateTerminated, why)
+		in.notify(spec.StateTerminated, why, false)
+		return nil
+	}
+}
+
+// isHostAway says whether an activity on a host's task queue was never picked up: the host's
+// worker is not running.
+func isHostAway(err error) bool {
+	var te *temporal.TimeoutError
+	return errors.As(err, &te) && te.TimeoutType() == enums.TIMEOUT_TYPE_SCHEDULE_TO_START
+}
+
+// isApplicationError says whether err is an activity's ApplicationError of the given type.
+func isApplicationError(err error, typ string) bool {
+	var ae *temporal.ApplicationError
+	return errors.As(err, &ae) && ae.Type() == typ
+}
+
 func (in *instance) destroy(ctx workflow.Context) error {
 	var h *activities.HostActivities
 	grace := in.p.Launch.Health.ShutdownGrace
-	dctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	opts := workflow.ActivityOptions{
 		TaskQueue:           spec.HostTaskQueue(in.p.Host),
 		StartToCloseTimeout: grace + 2*time.Minute,
 		HeartbeatTimeout:    destroyHeartbeatTimeout,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: 20},
-	})
+	}
+	if in.fleet {
+		// No activity waits without limit for a host.
+		opts.ScheduleToStartTimeout = hostScheduleToStart
+	}
+	dctx := workflow.WithActivityOptions(ctx, opts)
 	params := activities.DestroyInstanceParams{Name: in.p.Name, Pool: in.p.Launch.ImagePool, Grace: grace}
 	return workflow.ExecuteActivity(dctx, h.DestroyInstance, params).Get(ctx, nil)
 }
@@ -272,7 +385,7 @@ func (in *instance) record(state, reason string) {
 }
 
 func (in *instance) notify(state, reason string, replace bool) {
-	st := spec.InstanceStatus{Name: in.p.Name, State: state, Reason: reason, Address: in.p.Address, Replace: replace}
+	st := spec.InstanceStatus{Name: in.p.Name, State: state, Reason: reason, Address: in.p.Address, Replace: replace, NoRoom: in.noRoom}
 	if err := workflow.SignalExternalWorkflow(in.ctx, in.p.GroupWorkflowID, "", spec.SignalInstanceStatus, st).Get(in.ctx, nil); err != nil {
 		in.logger.Warn("could not report to group", "instance", in.p.Name, "group", in.p.GroupWorkflowID, "error", err)
 	}

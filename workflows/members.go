@@ -26,7 +26,7 @@ func (g *group) launchUpTo(ctx workflow.Context, n int, why string, replacement 
 	launched := 0
 	var hosts []placement.Host
 	for ; launched < n; launched++ {
-		if owned := len(g.st.Instances); owned >= g.eff.Policy.Max {
+		if owned := g.owned(); owned >= g.eff.Policy.Max {
 			return launched, fmt.Sprintf("the group owns %d instances (booting and retiring ones count) and maxNodes is %d", owned, g.eff.Policy.Max)
 		}
 		if limit := g.eff.MaxConcurrentLaunches; limit > 0 && g.inFlight() >= limit {
@@ -67,25 +67,30 @@ func (g *group) shape() placement.Shape {
 // known room.
 func (g *group) placementHosts(ctx workflow.Context) []placement.Host {
 	hosts := make([]placement.Host, len(g.eff.Hosts))
-	if workflow.GetVersion(ctx, changePlacementByCapacity, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if !g.fleet {
 		// Runs recorded before placement knew capacity placed by instance count alone.
 		for i, name := range g.eff.Hosts {
 			hosts[i].Host = spec.Host{Name: name, Up: true, CPUs: 1 << 30, MemoryMiB: 1 << 50, Allowance: spec.Allowance{CPUOvercommit: 1, MemoryOvercommit: 1}}
 		}
 		return hosts
 	}
-	var a *activities.Activities
-	var states []spec.Host
-	if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.HostStates, g.eff.Hosts).Get(ctx, &states); err != nil {
-		g.logger.Warn("could not read host states", "group", g.eff.Name, "error", err)
-		for i, name := range g.eff.Hosts {
-			hosts[i].Host = spec.Host{Name: name, Down: "its state could not be read: " + rootCause(err)}
+	states := g.hosts
+	if states == nil {
+		var a *activities.Activities
+		if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.HostStates, g.eff.Hosts).Get(ctx, &states); err != nil {
+			g.logger.Warn("could not read host states", "group", g.eff.Name, "error", err)
+			for i, name := range g.eff.Hosts {
+				hosts[i].Host = spec.Host{Name: name, Down: "its state could not be read: " + rootCause(err)}
+			}
+			return hosts
 		}
-		return hosts
 	}
-	for i := range hosts {
-		if i < len(states) {
-			hosts[i].Host = states[i]
+	for i, name := range g.eff.Hosts {
+		hosts[i].Host = spec.Host{Name: name, Down: "its state is unknown"}
+		for _, h := range states {
+			if h.Name == name {
+				hosts[i].Host = h
+			}
 		}
 	}
 	return hosts
@@ -150,6 +155,10 @@ type statusEffect struct {
 	wasLaunch, wasRetiring bool
 	// wasReplacement: it was itself a replacement of a failed instance.
 	wasReplacement bool
+	// noRoom: its host's worker refused the launch for lack of room.
+	noRoom bool
+	// lost: a live instance was lost with its host.
+	lost bool
 }
 
 // replaceAtOnce is the rule of runs before changeOperatorIntent: a failure that calls for a
@@ -167,7 +176,7 @@ func (fx statusEffect) replaceAtOnce(st spec.InstanceStatus, backingOff bool) bo
 // owed says whether the failure leaves the group owing a replacement: an instance the group
 // still wanted went bad (st.Replace), or a replacement's own launch failed.
 func (fx statusEffect) owed(st spec.InstanceStatus) bool {
-	return fx.failed && !fx.wasRetiring && (st.Replace || fx.wasReplacement)
+	return fx.lost || fx.failed && !fx.wasRetiring && (st.Replace || fx.wasReplacement || fx.noRoom)
 }
 
 // applyStatus moves an instance forward; late or repeated reports never move it back.
@@ -189,11 +198,21 @@ func (g *group) applyStatus(ctx workflow.Context, st spec.InstanceStatus) status
 			fx := statusEffect{failed: true, wasRetiring: ref.State == spec.StateRetiring, wasReplacement: ref.Replacement}
 			if ref.State == spec.StateLaunching || ref.State == spec.StateBooting {
 				// It never ran: that is a failed launch, and enough of them in a row stop
-				// the group from creating more until a back-off passes.
+				// the group from creating more until a back-off passes. A host that had no
+				// room after all is no failure of the launch: it goes elsewhere.
 				fx.wasLaunch = true
-				g.launchFailed(ctx, st.Reason)
+				if st.NoRoom {
+					fx.noRoom = true
+				} else {
+					g.launchFailed(ctx, st.Reason)
+				}
 			}
 			return fx
+		case spec.StateLost:
+			if ref.State != spec.StateLost {
+				g.st.Instances[i].State, g.st.Instances[i].Reason = spec.StateLost, st.Reason
+				return statusEffect{lost: spec.IsLive(ref.State)}
+			}
 		case spec.StateBooting:
 			if ref.State == spec.StateLaunching {
 				g.st.Instances[i].State = spec.StateBooting

@@ -63,3 +63,77 @@ func TestLaunchesGoWhereThereIsRoom(t *testing.T) {
 		t.Errorf("%d decision-log rows say no capacity, want 1: %+v", n, f.events)
 	}
 }
+
+// TestInstancesOfADeadHostAreLostAndReplaced: a host down longer than hostGracePeriod loses its
+// instances; they stop counting (the group stays within maxNodes with their replacements), and
+// each is removed from its host when the host answers again.
+func TestInstancesOfADeadHostAreLostAndReplaced(t *testing.T) {
+	f := newFakeFleet()
+	f.setCPU(ptr(50))
+	env := newEnv(t, f)
+	gs := testSpec()
+	gs.Hosts = []string{"h1", "h2", "h3"}
+	gs.Policy.Min, gs.Policy.Max, gs.Policy.Increment = 3, 3, 3
+	gs.HostGracePeriod = 5 * time.Minute
+	env.RegisterDelayedCallback(func() {
+		f.mu.Lock()
+		f.hosts["h2"] = spec.Host{Name: "h2", Down: "no proof of life for 6m0s", DownFor: 6 * time.Minute}
+		f.mu.Unlock()
+	}, 90*time.Second)
+	env.RegisterDelayedCallback(func() {
+		f.mu.Lock()
+		delete(f.hosts, "h2")
+		f.mu.Unlock()
+	}, 6*time.Minute)
+	seen := sizesAt(t, env, minutes(1, 3.5, 8))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 9*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(gs))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("group workflow failed: %v", err)
+	}
+	if in, ok := findInstance(seen[0], "web-2"); !ok || in.Host != "h2" || seen[0].Current != 3 {
+		t.Fatalf("before the outage: %+v; want 3 instances, web-2 on h2", seen[0].Instances)
+	}
+	during := seen[1]
+	lost, ok := findInstance(during, "web-2")
+	if !ok || lost.State != spec.StateLost || !strings.Contains(lost.Reason, "host h2 down for 6m0s (hostGracePeriod 5m0s)") {
+		t.Errorf("web-2 during the outage: %+v; want lost, with its reason", lost)
+	}
+	if during.Current != 3 {
+		t.Errorf("during the outage the group has %d live instances, want 3 (web-2 replaced)", during.Current)
+	}
+	for _, in := range during.Instances {
+		if in.State != spec.StateLost && in.Host == "h2" {
+			t.Errorf("%s was placed on the down host h2", in.Name)
+		}
+	}
+	if in, ok := findInstance(seen[2], "web-2"); ok {
+		t.Errorf("web-2 is still there after h2 came back: %+v", in)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.destroyed["web-2"] == 0 {
+		t.Error("the lost instance's VM was not removed once its host answered again")
+	}
+}
+
+// TestALaunchRefusedForRoomIsPlacedAgain: a host's worker that finds no room refuses the launch;
+// that is no failed launch (no back-off), and the group launches again.
+func TestALaunchRefusedForRoomIsPlacedAgain(t *testing.T) {
+	f := newFakeFleet()
+	f.setCPU(ptr(50))
+	f.noRoomNext = 3
+	env := newEnv(t, f)
+	gs := testSpec()
+	gs.Policy.Min, gs.Policy.Max = 1, 1
+	gs.LaunchBackoff = spec.Backoff{After: 2, Initial: time.Hour, Max: time.Hour}
+	seen := sizesAt(t, env, minutes(5))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 6*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(gs))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("group workflow failed: %v", err)
+	}
+	if s := seen[0]; s.Current != 1 || s.Launches.ConsecutiveFailures != 0 || !s.Launches.BlockedUntil.IsZero() {
+		t.Errorf("after 3 refusals for room: %d instances, launches %+v; want 1 and no back-off", s.Current, s.Launches)
+	}
+}

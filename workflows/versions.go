@@ -16,7 +16,11 @@ const (
 	// expires; failed instances are owed replacements until launched (before: bounds written
 	// into the spec, a goal chased forever, a replacement the limits refused forgotten).
 	changeOperatorIntent = "operator-intent"
-	// changePlacementByCapacity: a launch reads its hosts' state (an activity) and goes to an
-	// up host with room (before: the host with the fewest of the group's instances).
-	changePlacementByCapacity = "placement-by-capacity"
+	// changeFleet: an evaluation observes its checks and its hosts in one activity (Observe);
+	// a launch goes to an up host with room (before: the host with the fewest of the group's
+	// instances); instances on a host down longer than hostGracePeriod are lost and replaced;
+	// host activities have a schedule-to-start bound, and a retirement on a down host waits
+	// for it without blocking the group; a launch refused for lack of room is tried again
+	// elsewhere without counting as a failed launch.
+	changeFleet = "fleet"
 )

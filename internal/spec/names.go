@@ -39,6 +39,9 @@ const (
 	SignalInstanceStatus = "instance-status"
 	// SignalRetire asks an InstanceWorkflow to shut its VM down and remove it.
 	SignalRetire = "retire"
+	// SignalLost tells an InstanceWorkflow its host has been down longer than the group's
+	// hostGracePeriod: it stops counting, and removes its VM when the host answers again.
+	SignalLost = "lost"
 	// SignalCheckin is sent by the check-in server to an InstanceWorkflow on the VM's first
 	// check-in (cloud-init phone_home); its payload is a CheckinSignal.
 	SignalCheckin = "checkin"

@@ -142,6 +142,9 @@ type InstanceStatus struct {
 	Address string
 	// Replace asks the group to launch a replacement for a failed instance right away.
 	Replace bool
+	// NoRoom says a launch failed because its host's worker found no room for it: no failure
+	// of the launch (no back-off), and the group places it again.
+	NoRoom bool `json:",omitempty"`
 }
 
 // CheckinSignal is what a VM said when it first checked in.
