@@ -26,7 +26,35 @@ func (g *group) registerHandlers(ctx workflow.Context) error {
 	if err != nil {
 		return fmt.Errorf("register %s update: %w", spec.UpdateSpec, err)
 	}
+	err = workflow.SetUpdateHandlerWithOptions(ctx, spec.UpdateRoll, g.roll, workflow.UpdateHandlerOptions{Validator: g.validateRoll})
+	if err != nil {
+		return fmt.Errorf("register %s update: %w", spec.UpdateRoll, err)
+	}
 	return nil
+}
+
+func (g *group) validateRoll(_ workflow.Context, _ spec.RollRequest) error {
+	switch {
+	case !g.fleet:
+		return errors.New("this run of the group predates rolling replacements; it takes them after its next continue-as-new")
+	case g.st.Deleting:
+		return errors.New("the group is being deleted")
+	case g.live() == 0:
+		return errors.New("the group has no instances to replace")
+	}
+	return nil
+}
+
+// roll replaces every instance: a new launch generation, and a roll of all the older ones.
+func (g *group) roll(_ workflow.Context, r spec.RollRequest) (spec.RollStatus, error) {
+	reason := r.Reason
+	if reason == "" {
+		reason = "operator: group roll"
+	}
+	g.st.Generation++
+	g.startRoll(reason)
+	g.wake.SendAsync(struct{}{})
+	return *g.rollStatus(), nil
 }
 
 // bounds are the bounds in force once r is applied.

@@ -89,8 +89,13 @@ func (g *group) evaluate(ctx workflow.Context) {
 	switch {
 	case (outcome == spec.OutcomeActed || outcome == spec.OutcomeDeleting) && g.intent:
 		reason += g.actOwing(ctx, ev.To)
+		if g.fleet {
+			reason += g.rollStep(ctx)
+		}
 	case outcome == spec.OutcomeActed || outcome == spec.OutcomeDeleting:
 		reason += g.act(ctx, ev)
+	case outcome == spec.OutcomeHeld && g.fleet:
+		reason += g.rollStep(ctx)
 	case outcome != spec.OutcomeHeld:
 		reason = fmt.Sprintf("%s: would %s %d → %d, not acting; %s", outcome, ev.Action, ev.From, ev.To, ev.Reason)
 	}
@@ -114,7 +119,8 @@ func (g *group) evaluate(ctx workflow.Context) {
 		Winner: ev.Winner, Reason: reason, Outcome: outcome, Checks: ev.Checks,
 	}
 	g.logger.Info("evaluated", "group", g.eff.Name, "action", ev.Action, "from", ev.From, "to", ev.To, "outcome", outcome, "reason", reason)
-	g.logDecision(ctx, g.st.LastDecision, ev, len(notes) > 0)
+	g.logDecision(ctx, g.st.LastDecision, ev, len(notes) > 0 || g.rollActed)
+	g.rollActed = false
 	g.publish(ctx)
 }
 

@@ -58,6 +58,11 @@ type GroupState struct {
 	// DecisionLog remembers the decision log's last row, so identical evaluations are counted
 	// on it instead of written again.
 	DecisionLog DecisionLogState
+	// Generation is the current launch generation, LaunchPrint the fingerprint of the launch
+	// spec it stands for; Roll is the rolling replacement in progress (or the last one).
+	Generation  int        `json:",omitempty"`
+	LaunchPrint string     `json:",omitempty"`
+	Roll        *RollState `json:",omitempty"`
 	// SequenceLoaded is set once the highest sequence used by an earlier incarnation of the
 	// group was read from the state database, so names never repeat across incarnations.
 	SequenceLoaded bool
@@ -77,10 +82,12 @@ type group struct {
 	// placement by capacity, lost instances).
 	fleet bool
 	// hosts is the last observation of the group's hosts; nil before the first.
-	hosts  []spec.Host
-	wfID   string
-	runID  string
-	logger log.Logger
+	hosts []spec.Host
+	// rollActed is set by an evaluation whose roll step did something worth a decision-log row.
+	rollActed bool
+	wfID      string
+	runID     string
+	logger    log.Logger
 	// wake is signalled by update handlers so the main loop acts at once.
 	wake workflow.Channel
 }
@@ -293,6 +300,7 @@ func (g *group) status() spec.GroupStatus {
 		Sources:          g.sources(),
 		Config:           spec.Bounds{Min: g.st.Spec.Policy.Min, Max: g.st.Spec.Policy.Max},
 		ReplacementsOwed: g.st.ReplacementsOwed,
+		Roll:             g.rollStatus(),
 	}
 	if g.st.DesiredSet {
 		s.Goal = &spec.Goal{Size: g.st.Desired, SetAt: g.st.DesiredAt}

@@ -74,12 +74,17 @@ func (st *GroupState) EffectiveSpec() spec.Group {
 }
 
 // refresh recomputes the spec in force after the config or an override changed.
-func (g *group) refresh() { g.eff = g.st.EffectiveSpec() }
+func (g *group) refresh() {
+	g.eff = g.st.EffectiveSpec()
+	if g.fleet {
+		g.trackLaunch()
+	}
+}
 
 // fingerprint identifies a spec by its content. JSON encoding is deterministic (struct fields
 // in order, map keys sorted), so equal specs have equal fingerprints; workflowcheck flags
 // encoding/json for its internal type cache, which does not change the output.
-func fingerprint(s spec.Group) string {
+func fingerprint[T any](s T) string {
 	b, err := json.Marshal(s) //workflowcheck:ignore
 	if err != nil {
 		// A spec is plain data; this cannot happen, and an empty print matches nothing.

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
@@ -128,6 +129,7 @@ func (g *group) launch(ctx workflow.Context, why, host string, replacement bool)
 		Address:     address,
 		Reason:      why,
 		Replacement: replacement,
+		Generation:  g.st.Generation,
 	}
 	g.st.Instances = append(g.st.Instances, ref)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
@@ -159,6 +161,8 @@ type statusEffect struct {
 	noRoom bool
 	// lost: a live instance was lost with its host.
 	lost bool
+	// rolled: a rolling replacement launched it, beyond the group's size.
+	rolled bool
 }
 
 // replaceAtOnce is the rule of runs before changeOperatorIntent: a failure that calls for a
@@ -176,7 +180,7 @@ func (fx statusEffect) replaceAtOnce(st spec.InstanceStatus, backingOff bool) bo
 // owed says whether the failure leaves the group owing a replacement: an instance the group
 // still wanted went bad (st.Replace), or a replacement's own launch failed.
 func (fx statusEffect) owed(st spec.InstanceStatus) bool {
-	return fx.lost || fx.failed && !fx.wasRetiring && (st.Replace || fx.wasReplacement || fx.noRoom)
+	return fx.lost || fx.failed && !fx.wasRetiring && !fx.rolled && (st.Replace || fx.wasReplacement || fx.noRoom)
 }
 
 // applyStatus moves an instance forward; late or repeated reports never move it back.
@@ -195,7 +199,10 @@ func (g *group) applyStatus(ctx workflow.Context, st spec.InstanceStatus) status
 				return statusEffect{}
 			}
 			g.logger.Warn("instance failed", "instance", st.Name, "reason", st.Reason)
-			fx := statusEffect{failed: true, wasRetiring: ref.State == spec.StateRetiring, wasReplacement: ref.Replacement}
+			fx := statusEffect{failed: true, wasRetiring: ref.State == spec.StateRetiring, wasReplacement: ref.Replacement, rolled: ref.Rolled}
+			if ref.Rolled {
+				g.rollFailed(st.Name, st.Reason)
+			}
 			if ref.State == spec.StateLaunching || ref.State == spec.StateBooting {
 				// It never ran: that is a failed launch, and enough of them in a row stop
 				// the group from creating more until a back-off passes. A host that had no
@@ -260,6 +267,10 @@ func (g *group) retire(ctx workflow.Context, n int, force bool) int {
 		}
 	}
 	candidates = placement.RetireOrder(g.eff.TerminationPolicy, candidates)
+	if g.fleet {
+		// Instances of an older generation go first: a roll would replace them anyway.
+		slices.SortStableFunc(candidates, func(a, b spec.InstanceRef) int { return a.Generation - b.Generation })
+	}
 	if len(candidates) > n {
 		candidates = candidates[:n]
 	}

@@ -55,6 +55,8 @@ const (
 	UpdateSpec = "update-spec"
 	// UpdateProtect sets or clears an instance's scale-in protection (a ProtectRequest).
 	UpdateProtect = "protect"
+	// UpdateRoll starts a rolling replacement of every instance of a group (a RollRequest).
+	UpdateRoll = "roll"
 	// QueryStatus returns a GroupStatus.
 	QueryStatus = "status"
 )

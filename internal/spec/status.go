@@ -47,6 +47,12 @@ type InstanceRef struct {
 	Host       string        `json:"host"`
 	State      InstanceState `json:"state"`
 	LaunchedAt time.Time     `json:"launchedAt"`
+	// Generation is the group's launch generation when the instance was launched: a change of
+	// image, shape or cloud-init makes a new one, and a rolling replacement replaces the
+	// instances of older ones.
+	Generation int `json:"generation,omitempty"`
+	// Rolled marks an instance a rolling replacement launched.
+	Rolled bool `json:"rolled,omitempty"`
 	Reason     string        `json:"reason,omitempty"`
 	Address    string        `json:"address,omitempty"`
 	Protected  bool          `json:"protected,omitempty"`
@@ -78,6 +84,19 @@ type DecisionRecord struct {
 	Repeats int `json:"repeats,omitempty"`
 }
 
+// RollStatus is a rolling replacement's progress.
+type RollStatus struct {
+	// Active is set while old instances remain to be replaced.
+	Active bool   `json:"active"`
+	Reason string `json:"reason"`
+	// Total is how many instances were to be replaced when it started; Replaced how many of
+	// them are gone, replaced by instances of the current generation.
+	Total, Replaced int
+	StartedAt       time.Time `json:"startedAt"`
+	// Stopped says why the roll halted (a new instance failed to check in), "" while it goes.
+	Stopped string `json:"stopped,omitempty"`
+}
+
 // GroupStatus is the answer to QueryStatus.
 type GroupStatus struct {
 	Group        string          `json:"group"`
@@ -101,6 +120,8 @@ type GroupStatus struct {
 	// ReplacementsOwed counts failed instances whose replacements the limits (maxNodes,
 	// maxConcurrentLaunches, a launch back-off, a pause) have held back so far.
 	ReplacementsOwed int `json:"replacementsOwed"`
+	// Roll is the last rolling replacement, nil when there was none.
+	Roll *RollStatus `json:"roll,omitempty"`
 }
 
 // Where a value in force comes from.
@@ -190,6 +211,12 @@ type SpecResult struct {
 	Min    int
 	Max    int
 	Notes  []string `json:",omitempty"`
+}
+
+// RollRequest is the argument of UpdateRoll.
+type RollRequest struct {
+	// Reason says why, for the decision log; "" gives "operator: group roll".
+	Reason string `json:"reason,omitempty"`
 }
 
 // ProtectRequest is the argument of UpdateProtect.
