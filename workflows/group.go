@@ -301,6 +301,10 @@ func (g *group) status() spec.GroupStatus {
 		Config:           spec.Bounds{Min: g.st.Spec.Policy.Min, Max: g.st.Spec.Policy.Max},
 		ReplacementsOwed: g.st.ReplacementsOwed,
 		Roll:             g.rollStatus(),
+		Hosts:            g.eff.Hosts,
+	}
+	if l := g.eff.Launch; l.ImageVolume != "" {
+		s.Image = l.ImagePool + "/" + l.ImageVolume
 	}
 	if g.st.DesiredSet {
 		s.Goal = &spec.Goal{Size: g.st.Desired, SetAt: g.st.DesiredAt}

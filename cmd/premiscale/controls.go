@@ -24,6 +24,7 @@ func newControlCommands(g *globalFlags, gf *groupFlags) []*cobra.Command {
 		signalCommand(g, gf, "pause", "Stop a group from acting; it keeps evaluating and logging what it would do", (*groupctl.Client).Pause, "paused"),
 		signalCommand(g, gf, "resume", "Let a paused group act again", (*groupctl.Client).Resume, "resumed"),
 		newUpdateCommand(g, gf),
+		newRollCommand(g, gf),
 		newProtectCommand(g, gf),
 		newEventsCommand(g, gf),
 	}
@@ -129,6 +130,39 @@ func signalCommand(g *globalFlags, gf *groupFlags, use, short string, f func(*gr
 			})
 		},
 	}
+}
+
+func newRollCommand(g *globalFlags, gf *groupFlags) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "roll NAME [--reason TEXT]",
+		Short: "Replace every instance of a group, a batch at a time, though its spec did not change",
+		Long: `Replace every instance of a group with a new one, in batches bounded by the group's
+rollout.maxSurge (new instances above the group's size at a time, default 1) and
+rollout.maxUnavailable (instances below it, default 0). Each new instance must be running (checked
+in, when check-in is on) before an old one retires. A change of the group's image, domain or
+cloud-init (by the config or group update) starts the same roll by itself.
+
+A new instance that fails stops the roll and keeps the old instances; group status and group
+events say so. group pause holds a roll where it is; group resume goes on with it.`,
+		Example: `  premiscale group roll web
+  premiscale group roll web --reason "kernel update in the base image"`,
+		Args:              exactArgs(argGroup("the group to roll")),
+		ValidArgsFunction: completeGroups(g),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withGroups(cmd, g, gf, false, func(ctx context.Context, _ *config.Config, ctl *groupctl.Client) error {
+				res, err := ctl.Roll(ctx, args[0], reason)
+				if err != nil {
+					return err
+				}
+				return gf.print(cmd.OutOrStdout(), res, func(w io.Writer) {
+					fmt.Fprintf(w, "group %s: rolling replacement of %d instances started (%s)\n", args[0], res.Total, res.Reason)
+				})
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", `why, for the decision log (default "operator: group roll")`)
+	return cmd
 }
 
 func newUpdateCommand(g *globalFlags, gf *groupFlags) *cobra.Command {

@@ -263,6 +263,12 @@ func printStatus(w io.Writer, s groupctl.Status) {
 	if s.Deleting {
 		fmt.Fprintf(w, "Deleting:\tyes\n")
 	}
+	if r := s.Roll; r != nil {
+		fmt.Fprintf(w, "Roll:\t%s\n", rollProgress(*r))
+	}
+	if s.Image != "" {
+		fmt.Fprintf(w, "Image:\t%s: %s\n", s.Image, imageHosts(s))
+	}
 	if d := s.LastDecision; d != nil {
 		fmt.Fprintf(w, "Last decision:\t%s %s: %s\n", d.At.Local().Format(time.DateTime), d.Action, d.Reason)
 		if d.Repeats > 0 {
@@ -282,6 +288,48 @@ func printStatus(w io.Writer, s groupctl.Status) {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", in.Name, in.Host, in.State, in.LaunchedAt.Local().Format(time.DateTime), addr)
 	}
+}
+
+// rollProgress says how far a rolling replacement got, and why it stopped if it did.
+func rollProgress(r spec.RollStatus) string {
+	started := r.StartedAt.Local().Format(time.DateTime)
+	switch {
+	case r.Stopped != "":
+		return fmt.Sprintf("stopped after %d of %d replaced (%s, started %s): %s; the old instances are kept", r.Replaced, r.Total, r.Reason, started, r.Stopped)
+	case r.Active:
+		return fmt.Sprintf("%d of %d replaced (%s, started %s)", r.Replaced, r.Total, r.Reason, started)
+	}
+	return fmt.Sprintf("done: %d of %d replaced (%s, started %s)", r.Replaced, r.Total, r.Reason, started)
+}
+
+// imageHosts says which of the group's hosts hold its base image.
+func imageHosts(s groupctl.Status) string {
+	byHost := map[string]state.HostImage{}
+	for _, im := range s.Images {
+		byHost[im.Host] = im
+	}
+	var ready, copying, missing []string
+	for _, h := range s.Hosts {
+		switch im, ok := byHost[h]; {
+		case !ok:
+			missing = append(missing, h)
+		case im.State == state.ImageReady:
+			ready = append(ready, h)
+		default:
+			copying = append(copying, h)
+		}
+	}
+	var parts []string
+	if len(ready) > 0 {
+		parts = append(parts, "on "+strings.Join(ready, ", "))
+	}
+	if len(copying) > 0 {
+		parts = append(parts, "copying to "+strings.Join(copying, ", "))
+	}
+	if len(missing) > 0 {
+		parts = append(parts, "not yet on "+strings.Join(missing, ", ")+" (copied before the first launch there)")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // boundSource says where a bound comes from, with the config's own value beside an override.

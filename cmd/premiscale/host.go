@@ -36,6 +36,8 @@ func newHostCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "host",
 		Short: "Show the hypervisor hosts: up or down, capacity, use, instances",
+		Example: `  premiscale host list
+  premiscale host status kvm-1 -o json`,
 	}
 	gf.addFlag(cmd)
 	cmd.AddCommand(

@@ -45,6 +45,8 @@ func TestMissingArguments(t *testing.T) {
 		{[]string{"group", "scale", "--desired", "2"}, "missing NAME: the group to resize"},
 		{[]string{"group", "pause"}, "missing NAME: the group to pause"},
 		{[]string{"group", "events"}, "missing NAME: the group whose decisions to print"},
+		{[]string{"group", "roll"}, "missing NAME: the group to roll"},
+		{[]string{"host", "status"}, "missing NAME: the host to show"},
 		{[]string{"group", "protect", "web"}, "missing INSTANCE: the instance, as group status lists it"},
 		{[]string{"group", "status", "web", "extra"}, `too many arguments: premiscale group status takes NAME, got ["web" "extra"]`},
 		{[]string{"group", "list", "-o", "xml"}, `--output "xml": must be table, json or yaml`},

@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
@@ -79,6 +81,9 @@ func (c *Client) isRunning(ctx context.Context, id string) (bool, error) {
 type Status struct {
 	spec.GroupStatus
 	Records []state.Instance `json:"records,omitempty"`
+	// Images are the copies of the group's base image on its hosts that the workers know of
+	// (copied by PremiScale or found in a host's pool); a host without one has none yet.
+	Images []state.HostImage `json:"images,omitempty"`
 }
 
 // ErrNotRunning is returned for a group that has no running workflow.
@@ -104,6 +109,17 @@ func (c *Client) Status(ctx context.Context, group string) (Status, error) {
 			return Status{}, fmt.Errorf("read instances of group %s: %w", group, err)
 		}
 		s.Records = recs
+		if pool, volume, ok := strings.Cut(s.Image, "/"); ok {
+			imgs, err := c.Store.ListHostImages(ctx, pool, volume)
+			if err != nil {
+				return Status{}, fmt.Errorf("read the image copies of group %s: %w", group, err)
+			}
+			for _, im := range imgs {
+				if slices.Contains(s.Hosts, im.Host) {
+					s.Images = append(s.Images, im)
+				}
+			}
+		}
 	}
 	return s, nil
 }
@@ -197,6 +213,14 @@ func (c *Client) update(ctx context.Context, group, name string, arg, result any
 		return fmt.Errorf("group %s rejected %s: %w", group, name, err)
 	}
 	return nil
+}
+
+// Roll starts a rolling replacement of every instance of the group, whether or not its launch
+// spec changed, and returns the roll's progress as it starts.
+func (c *Client) Roll(ctx context.Context, group, reason string) (spec.RollStatus, error) {
+	var res spec.RollStatus
+	err := c.update(ctx, group, spec.UpdateRoll, spec.RollRequest{Reason: reason}, &res)
+	return res, err
 }
 
 // Pause stops the group from acting; it keeps evaluating and logging what it would do.

@@ -122,6 +122,9 @@ type GroupStatus struct {
 	ReplacementsOwed int `json:"replacementsOwed"`
 	// Roll is the last rolling replacement, nil when there was none.
 	Roll *RollStatus `json:"roll,omitempty"`
+	// Image is the base image in force, "pool/volume"; Hosts the hosts instances may go to.
+	Image string   `json:"image,omitempty"`
+	Hosts []string `json:"hosts,omitempty"`
 }
 
 // Where a value in force comes from.
