@@ -159,9 +159,9 @@ func (w *Worker) temporalDependency() *dependency {
 	t := w.cfg.Controller.Temporal
 	const key = "controller.temporal.address"
 	return &dependency{
-		name:    "temporal",
-		target:  fmt.Sprintf("Temporal at %s (namespace %s)", t.Address, t.Namespace),
-		key:     key,
+		name:   "temporal",
+		target: fmt.Sprintf("Temporal at %s (namespace %s)", t.Address, t.Namespace),
+		key:    key,
 		// temporalclient's errors name the address, the namespace and the setting to look at.
 		connect: func(ctx context.Context) error {
 			tc, err := temporalclient.Dial(ctx, t, w.log.With("component", "temporal"))

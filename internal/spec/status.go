@@ -52,10 +52,10 @@ type InstanceRef struct {
 	// instances of older ones.
 	Generation int `json:"generation,omitempty"`
 	// Rolled marks an instance a rolling replacement launched.
-	Rolled bool `json:"rolled,omitempty"`
-	Reason     string        `json:"reason,omitempty"`
-	Address    string        `json:"address,omitempty"`
-	Protected  bool          `json:"protected,omitempty"`
+	Rolled    bool   `json:"rolled,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	Address   string `json:"address,omitempty"`
+	Protected bool   `json:"protected,omitempty"`
 	// Replacement marks an instance launched to replace a failed one: if its launch fails,
 	// the replacement is still owed.
 	Replacement bool `json:"replacement,omitempty"`
