@@ -114,6 +114,9 @@ type DestroyInstanceParams struct {
 type DomainHealth struct {
 	Found bool
 	State string
+	// Foreign says a domain without PremiScale's metadata has the instance's name: the
+	// instance's own domain is gone (Found is false), and that one is not ours to touch.
+	Foreign bool `json:",omitempty"`
 }
 
 // ErrTypeBadLaunchSpec marks launch failures that no retry can fix (a template error, an

@@ -207,7 +207,10 @@ func (h *HostActivities) DestroyInstance(ctx context.Context, p DestroyInstanceP
 	stop := keepHeartbeating(ctx, progress)
 	defer stop()
 
-	if _, err := h.Hyper.RemoveDomain(ctx, p.Name, grace); err != nil {
+	if _, err := h.Hyper.RemoveDomain(ctx, p.Name, grace); errors.Is(err, libvirt.ErrForeignDomain) {
+		// Someone else's domain took the instance's name: ours is gone, theirs stays.
+		h.Logger.Warn("a domain without PremiScale's metadata has the instance's name; left alone", "instance", p.Name, "host", h.Host, "error", err)
+	} else if err != nil {
 		return fmt.Errorf("remove domain of instance %s on host %s: %w", p.Name, h.Host, err)
 	}
 	for _, vol := range []string{OverlayVolumeName(p.Name), SeedVolumeName(p.Name)} {
@@ -260,6 +263,9 @@ func (h *HostActivities) DomainHealth(ctx context.Context, name string) (DomainH
 	d, found, err := h.Hyper.LookupDomain(ctx, name)
 	if err != nil {
 		return DomainHealth{}, fmt.Errorf("look up domain of instance %s on host %s: %w", name, h.Host, err)
+	}
+	if found && d.Foreign {
+		return DomainHealth{Foreign: true}, nil
 	}
 	return DomainHealth{Found: found, State: string(d.State)}, nil
 }

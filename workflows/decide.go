@@ -43,7 +43,8 @@ func (g *group) evaluate(ctx workflow.Context) {
 			}
 		}
 	}
-	current := g.live()
+	// A roll's new instances above the group's size are not part of it until old ones retire.
+	current := g.live() - g.rollSurplus()
 	// The size the group has: owed replacements count as instances about to launch.
 	size := current + g.st.ReplacementsOwed
 	var ev policy.Evaluation

@@ -85,6 +85,8 @@ type group struct {
 	hosts []spec.Host
 	// rollActed is set by an evaluation whose roll step did something worth a decision-log row.
 	rollActed bool
+	// rolling is set while a roll step launches: its new instances may go above maxNodes.
+	rolling bool
 	wfID      string
 	runID     string
 	logger    log.Logger

@@ -214,8 +214,19 @@ func (in *instance) checkHealth() string {
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 2},
 	})
 	var dh activities.DomainHealth
-	if err := workflow.ExecuteActivity(hctx, h.DomainHealth, p.Name).Get(in.ctx, &dh); err != nil {
+	hctx, cancelCheck := workflow.WithCancel(hctx)
+	defer cancelCheck()
+	check := workflow.ExecuteActivity(hctx, h.DomainHealth, p.Name)
+	if in.fleet && !in.signalWhile(check) {
+		// Retired or lost while its host's worker did not answer: the caller takes the signal
+		// now rather than after the check's schedule-to-start timeout.
+		return ""
+	}
+	if err := check.Get(in.ctx, &dh); err != nil {
 		in.logger.Warn("could not check domain state", "instance", p.Name, "error", err)
+	} else if dh.Foreign {
+		// An old history's result has no Foreign: it takes the branch below, as it did.
+		return "its domain was replaced by a domain without PremiScale's metadata (left alone)"
 	} else if !dh.Found {
 		return "domain disappeared from its host"
 	} else if dh.State == "crashed" || dh.State == "shutoff" {
@@ -331,6 +342,18 @@ func (in *instance) whenLost(reason string) error {
 		in.notify(spec.StateTerminated, why, false)
 		return nil
 	}
+}
+
+// signalWhile waits for f unless a retire or lost signal comes first; it leaves the signal
+// unread for the caller, and says whether f is ready.
+func (in *instance) signalWhile(f workflow.Future) bool {
+	signalled := false
+	sel := workflow.NewSelector(in.ctx)
+	sel.AddFuture(f, func(workflow.Future) {})
+	sel.AddReceive(in.retire, func(workflow.ReceiveChannel, bool) { signalled = true })
+	sel.AddReceive(in.lost, func(workflow.ReceiveChannel, bool) { signalled = true })
+	sel.Select(in.ctx)
+	return !signalled
 }
 
 // isHostAway says whether an activity on a host's task queue was never picked up: the host's

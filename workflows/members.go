@@ -27,7 +27,16 @@ func (g *group) launchUpTo(ctx workflow.Context, n int, why string, replacement 
 	launched := 0
 	var hosts []placement.Host
 	for ; launched < n; launched++ {
-		if owned := g.owned(); owned >= g.eff.Policy.Max {
+		limit, owned := g.eff.Policy.Max, g.owned()
+		if g.rolling {
+			limit += g.eff.Rollout.MaxSurge
+		} else {
+			owned -= g.rollSurplus()
+		}
+		if owned >= limit && g.rolling {
+			return launched, fmt.Sprintf("the group owns %d instances (booting and retiring ones count): maxNodes %d + rollout.maxSurge %d", owned, g.eff.Policy.Max, g.eff.Rollout.MaxSurge)
+		}
+		if owned >= limit {
 			return launched, fmt.Sprintf("the group owns %d instances (booting and retiring ones count) and maxNodes is %d", owned, g.eff.Policy.Max)
 		}
 		if limit := g.eff.MaxConcurrentLaunches; limit > 0 && g.inFlight() >= limit {

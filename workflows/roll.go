@@ -132,6 +132,10 @@ func (g *group) stepRoll(ctx workflow.Context, r *RollState) string {
 	// Launch replacements for the old ones still there, up to maxSurge beyond what is retired.
 	want := min(len(old)-pending, ro.MaxSurge-(launched-r.Retired))
 	holds := ""
+	// maxSurge lets the roll go above maxNodes too: a group at its maximum (a fixed-size group)
+	// must still be able to roll without taking an instance out first.
+	g.rolling = true
+	defer func() { g.rolling = false }()
 	for i := 0; i < want; i++ {
 		n, limit := g.launchUpTo(ctx, 1, "rolling replacement", false)
 		if n == 0 {
@@ -147,11 +151,25 @@ func (g *group) stepRoll(ctx workflow.Context, r *RollState) string {
 	}
 	if holds != "" {
 		msg += "; waiting: " + holds
-		if strings.Contains(holds, "maxNodes") && ro.MaxUnavailable == 0 && running == 0 {
-			msg += " (at maxNodes, a roll with rollout.maxUnavailable 0 cannot add an instance first: raise maxNodes or set maxUnavailable to 1)"
-		}
 	}
 	return msg
+}
+
+// rollSurplus counts the roll's new instances that do not stand in for a retired old one yet:
+// they are above the group's size (by up to maxSurge), and neither the policy nor maxNodes
+// counts them.
+func (g *group) rollSurplus() int {
+	r := g.st.Roll
+	if r == nil || r.Done || r.Stopped != "" {
+		return 0
+	}
+	n := 0
+	for _, ref := range g.st.Instances {
+		if ref.Rolled && spec.IsLive(ref.State) {
+			n++
+		}
+	}
+	return max(n-r.Retired, 0)
 }
 
 // rollFailed stops the roll when one of its new instances failed: the old ones stay.

@@ -9,13 +9,23 @@ import (
 )
 
 // TestRollingReplacementOnAnImageChange: a new image replaces every instance, at most maxSurge
-// above the group's size and never fewer running than its size (maxUnavailable 0).
+// above the group's size and never fewer running than its size (maxUnavailable 0), whether
+// maxNodes leaves room above the size or not (a fixed-size group).
 func TestRollingReplacementOnAnImageChange(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		maxNodes int
+	}{{"room below maxNodes", 6}, {"at maxNodes", 3}} {
+		t.Run(tt.name, func(t *testing.T) { testRollingReplacement(t, tt.maxNodes) })
+	}
+}
+
+func testRollingReplacement(t *testing.T, maxNodes int) {
 	f := newFakeFleet()
 	f.setCPU(ptr(50))
 	env := newEnv(t, f)
 	gs := testSpec()
-	gs.Policy.Min, gs.Policy.Max, gs.Policy.Increment = 3, 6, 3
+	gs.Policy.Min, gs.Policy.Max, gs.Policy.Increment = 3, maxNodes, 3
 	gs.Rollout = spec.Rollout{MaxSurge: 2}
 	next := gs
 	next.Launch.ImageVolume = "base-v2.qcow2"

@@ -76,7 +76,7 @@ var missingDependencies = map[string]missingDependency{
 		check: "libvirt/", key: "controller.autoscale.hosts[0].uri",
 		point: func(t *testing.T, ac testservices.AgentConfig, addr string) (string, string) {
 			// libvirt's remote protocol over TCP, carried to the local daemon by the proxy.
-			rewriteConfig(t, ac.Path, "uri: test:///default", "uri: test+tcp://"+addr+"/default")
+			rewriteConfig(t, ac.Path, `uri: "test:///default"`, `uri: "test+tcp://`+addr+`/default"`)
 			return "unix", libvirtSocket
 		},
 		failure: func(ac testservices.AgentConfig, addr string) string {

@@ -244,7 +244,7 @@ func (s *Sweeper) Sweep(ctx context.Context) ([]Finding, error) {
 		if err != nil {
 			return findings, err
 		}
-		if !found || d.Group != "" {
+		if !found || !d.Foreign {
 			continue
 		}
 		f := Finding{Group: in.Group, Name: in.Name, Kind: "foreign domain",

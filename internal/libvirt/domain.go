@@ -74,7 +74,10 @@ type Domain struct {
 	Name string
 	// Group is the group named in the domain's PremiScale metadata; empty
 	// when it has none.
-	Group     string
+	Group string
+	// Foreign is set when the driver reports the domain's metadata and it has
+	// no PremiScale element: the domain is someone else's, whatever its name.
+	Foreign   bool
 	State     DomainState
 	VCPUs     int
 	MemoryMiB int
@@ -359,6 +362,7 @@ func (c *Conn) LookupDomain(ctx context.Context, name string) (Domain, bool, err
 	if status == metaFound {
 		d.Group = meta.Group
 	}
+	d.Foreign = status == metaAbsent
 	return d, true, nil
 }
 

@@ -10,7 +10,8 @@ type Host struct {
 	Up   bool   `json:"up"`
 	// Down says why a host is not up ("no proof of life for 2m0s: ..."); "" when up.
 	Down string `json:"down,omitempty"`
-	// DownFor is how long its last proof of life is past (0 for a host never seen).
+	// DownFor is how long it has been down: since its last proof of life became older than
+	// hostDownAfter (0 for a host never seen).
 	DownFor time.Duration `json:"downFor,omitempty"`
 	// LastSeen is the last proof of life (zero if none), LastError the last failure to reach it.
 	LastSeen  time.Time `json:"lastSeen,omitzero"`

@@ -129,7 +129,7 @@ func (h Host) Spec(downAfter time.Duration) spec.Host {
 	case h.Age > downAfter:
 		out.LastSeen = *h.LastSeenAt
 		out.Down = fmt.Sprintf("no proof of life for %s", h.Age.Round(time.Second))
-		out.DownFor = h.Age
+		out.DownFor = h.Age - downAfter
 	default:
 		out.LastSeen = *h.LastSeenAt
 		out.Up = true

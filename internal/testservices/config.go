@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,6 +68,22 @@ type AgentOptions struct {
 	Timeseries   *config.Timeseries
 	// HostConnectionTimeout bounds every libvirt call; 0 means 20 s.
 	HostConnectionTimeout time.Duration
+	// Hosts, when set, are the config's hosts instead of the one of Host and URI: a fleet.
+	Hosts []HostEntry
+	// Serve names the hosts this worker serves (controller.autoscale.serve); empty serves all.
+	Serve []string
+	// TaskQueue is the shared task queue; empty gives the config one of its own. The workers
+	// of one fleet share one.
+	TaskQueue string
+	// Autoscale is more of controller.autoscale: YAML lines indented by 4 spaces.
+	Autoscale string
+}
+
+// HostEntry is one host of a fleet config.
+type HostEntry struct {
+	Name, URI string
+	// Extra is more of the host's mapping, as flow YAML fields ("memoryOvercommit: 1").
+	Extra string
 }
 
 // WriteAgentConfigFor writes and loads an agent config on the real test services for any
@@ -108,6 +125,31 @@ func WriteAgentConfigFor(t testing.TB, o AgentOptions) AgentConfig {
 	if o.ReconcileInterval == 0 {
 		o.ReconcileInterval = 2 * time.Second
 	}
+	if o.TaskQueue == "" {
+		o.TaskQueue = "tq-" + UniqueName(t, "q")
+	}
+	if len(o.Hosts) == 0 {
+		h := HostEntry{Name: o.Host, URI: o.URI}
+		if o.URI == "test:///default" {
+			// The machine's one test driver is shared by every test that runs at the same time
+			// and by what earlier tests left there: its 3 GiB must not decide whether a test
+			// that is not about capacity can launch.
+			h.Extra = "cpuOvercommit: 100, memoryOvercommit: 100"
+		}
+		o.Hosts = []HostEntry{h}
+	}
+	var hosts strings.Builder
+	for _, h := range o.Hosts {
+		fmt.Fprintf(&hosts, "\n      - {name: %s, uri: %q", h.Name, h.URI)
+		if h.Extra != "" {
+			fmt.Fprintf(&hosts, ", %s", h.Extra)
+		}
+		hosts.WriteString("}")
+	}
+	serve := ""
+	if len(o.Serve) > 0 {
+		serve = "\n    serve: [" + strings.Join(o.Serve, ", ") + "]"
+	}
 	doc := fmt.Sprintf(`version: v1alpha1
 controller:
   pidFile: %[1]s/premiscale.pid
@@ -125,14 +167,12 @@ controller:
   checkin: {listen: "127.0.0.1:%[13]d", url: %[14]q}
   reconciliation: {interval: %[17]s}
   autoscale:
-    hosts:
-      - name: %[11]s
-        uri: %[15]q
+    hosts:%[11]s%[15]s
     groups: %[12]s
-`, dir, FreePort(t), o.TemporalAddr, "tq-"+UniqueName(t, "q"),
+%[19]s`, dir, FreePort(t), o.TemporalAddr, o.TaskQueue,
 		mysql.Connection.URL, mysql.Connection.Database, mysql.Connection.Credentials.Username, mysql.Connection.Credentials.Password,
-		influx.Connection.URL, influx.Connection.Database, o.Host, groups, o.CheckinPort, o.CheckinURL, o.URI,
-		o.CollectionInterval, o.ReconcileInterval, o.HostConnectionTimeout)
+		influx.Connection.URL, influx.Connection.Database, hosts.String(), groups, o.CheckinPort, o.CheckinURL, serve,
+		o.CollectionInterval, o.ReconcileInterval, o.HostConnectionTimeout, o.Autoscale)
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
