@@ -87,9 +87,9 @@ type group struct {
 	rollActed bool
 	// rolling is set while a roll step launches: its new instances may go above maxNodes.
 	rolling bool
-	wfID      string
-	runID     string
-	logger    log.Logger
+	wfID    string
+	runID   string
+	logger  log.Logger
 	// wake is signalled by update handlers so the main loop acts at once.
 	wake workflow.Channel
 }
