@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -56,6 +59,8 @@ type fleetOptions struct {
 	// baseImage: the group's base image is made on every test-driver host before the workers
 	// start (the test driver cannot stream volumes, so it cannot be copied there).
 	baseImage bool
+	// setupHost, when set, prepares host i before the workers start.
+	setupHost func(t *testing.T, h *fleetHost, i int)
 }
 
 // startFleet starts the hosts and their workers, and waits until every worker is ready.
@@ -81,6 +86,9 @@ func startFleet(t *testing.T, o fleetOptions) *fleet {
 			if _, err := conn.EnsureVolume(ctx, testservices.TestPool, f.group+"-base.qcow2", 1<<30, "qcow2"); err != nil {
 				t.Fatalf("create the base image on host %s: %v", h.name, err)
 			}
+		}
+		if o.setupHost != nil {
+			o.setupHost(t, h, i)
 		}
 		f.hosts = append(f.hosts, h)
 		names = append(names, h.name)
@@ -663,4 +671,128 @@ func hostNames(f *fleet) []string {
 		names = append(names, h.name)
 	}
 	return names
+}
+
+// TestFleetCopiesBaseImages runs two real-QEMU hosts (qemu:///session of two private
+// libvirtd) whose pool "premiscale" only the first fills with the group's base image. The
+// second host's worker copies it before the first launch there, streamed from the first host
+// through libvirt, once for two launches at the same time; a second group's image comes from
+// image.source (a file) checked against its sha256, and a third's, with a wrong sha256, is
+// refused with the reason and leaves no volume behind. The guests have no bootable disk: they
+// sit in the firmware, which is all these launches need, and costs next to nothing.
+func TestFleetCopiesBaseImages(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base := make([]byte, 3<<20+12345) // not a whole number of stream chunks
+	for i := range base {
+		base[i] = byte(i*7 + i/4096)
+	}
+	basePath := filepath.Join(dir, "base.raw")
+	if err := os.WriteFile(basePath, base, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(base)
+	baseSum := hex.EncodeToString(sum[:])
+
+	f := startFleet(t, fleetOptions{
+		hosts: 2, session: true, autoscale: fleetTimings,
+		setupHost: func(t *testing.T, h *fleetHost, i int) {
+			pool := filepath.Join(h.daemon.Dir(), "home", "pool")
+			h.virsh(t, "pool-define-as", "premiscale", "dir", "--target", pool)
+			h.virsh(t, "pool-build", "premiscale")
+			h.virsh(t, "pool-start", "premiscale")
+			if i == 0 {
+				h.virsh(t, "vol-create-as", "premiscale", "base.raw", fmt.Sprint(len(base)), "--format", "raw")
+				h.virsh(t, "vol-upload", "--pool", "premiscale", "base.raw", basePath)
+			}
+		},
+		groupBody: func(hosts []string) string {
+			// Only on the second host: both launches need the copy at once.
+			return fmt.Sprintf(`
+        image: premiscale/base.raw
+        domain: {vcpus: 1, memory: 64, type: qemu, network: user}
+        hosts: [%s]
+        networking: {type: ignore}
+        health: {checkin: false, heartbeatInterval: 2s}
+        scaling: {minNodes: 2, maxNodes: 2, increment: 2, maxConcurrentLaunches: 2, resourceTarget: {cpu: 50}}`, hosts[1])
+		},
+	})
+	h1, h2 := f.hosts[0], f.hosts[1]
+	s := f.wait(3*time.Minute, "2 instances running on the second host", func(s fleetStatus) bool {
+		return len(s.runningOn()[h2.name]) == 2
+	}, nil)
+	_ = s
+	got := downloadVolume(t, h2, "premiscale", "base.raw")
+	if gs := sha256.Sum256(got); hex.EncodeToString(gs[:]) != baseSum || len(got) != len(base) {
+		t.Errorf("the copy on %s has %d bytes, SHA-256 %x; want %d bytes, %s", h2.name, len(got), gs, len(base), baseSum)
+	}
+	rec, found, err := f.store.GetHostImage(context.Background(), h2.name, "premiscale", "base.raw")
+	if err != nil || !found || rec.State != "ready" || rec.SHA256 != baseSum || rec.Source != "host "+h1.name || rec.Bytes != int64(len(base)) {
+		t.Errorf("MySQL record of the copy on %s: %+v (found %v, %v); want ready, from host %s, %d bytes, SHA-256 %s", h2.name, rec, found, err, h1.name, len(base), baseSum)
+	}
+	if n := strings.Count(readFile(t, h2.worker.log), `"msg":"base image copied"`); n != 1 {
+		t.Errorf("the second host's worker copied the image %d times for 2 launches at once; want once", n)
+	}
+	if out := f.cli(30*time.Second, "group", "status", f.group); !strings.Contains(out, "premiscale/base.raw: on "+h2.name) {
+		t.Errorf("group status does not say which hosts have the image:\n%s", out)
+	}
+
+	// From image.source, checked against its sha256; and a wrong sha256, refused.
+	for _, c := range []struct {
+		name, sha string
+		ok        bool
+	}{{"src", baseSum, true}, {"bad", strings.Repeat("0", 64), false}} {
+		g := &fleet{t: t, group: f.group + c.name, hosts: f.hosts, store: f.store}
+		file := filepath.Join(t.TempDir(), "group.yaml")
+		doc := fmt.Sprintf(`version: v1alpha1
+groups:
+  %s:
+    image: {volume: premiscale/%s.raw, source: %s, sha256: %s}
+    domain: {vcpus: 1, memory: 64, type: qemu, network: user}
+    hosts: [%s]
+    networking: {type: ignore}
+    health: {checkin: false, heartbeatInterval: 2s}
+    scaling: {minNodes: 1, maxNodes: 1, resourceTarget: {cpu: 50}}
+`, g.group, c.name, basePath, c.sha, h1.name)
+		if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		g.cli(30*time.Second, "group", "create", g.group, "-f", file)
+		if c.ok {
+			g.wait(3*time.Minute, "1 instance running from image.source", func(s fleetStatus) bool { return s.count("running") == 1 }, nil)
+			rec, _, err := f.store.GetHostImage(context.Background(), h1.name, "premiscale", c.name+".raw")
+			if err != nil || rec.State != "ready" || rec.Source != basePath || rec.SHA256 != baseSum {
+				t.Errorf("MySQL record of the copy from image.source: %+v (%v)", rec, err)
+			}
+		} else {
+			g.wait(3*time.Minute, "the launch refused for the wrong sha256", func(s fleetStatus) bool {
+				return strings.Contains(s.LastDecision.Reason, "not the "+c.sha+" the group's image.sha256 says")
+			}, nil)
+			if ok, err := h1.conn.VolumeExists(context.Background(), "premiscale", c.name+".raw"); err != nil || ok {
+				t.Errorf("a copy that failed its sha256 check is left on %s: exists %v (%v)", h1.name, ok, err)
+			}
+		}
+		g.cli(3*time.Minute, "group", "delete", g.group)
+	}
+	f.cli(3*time.Minute, "group", "delete", f.group)
+}
+
+func downloadVolume(t *testing.T, h *fleetHost, pool, volume string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if _, err := h.conn.DownloadVolume(context.Background(), pool, volume, &b); err != nil {
+		t.Fatalf("download %s/%s from %s: %v", pool, volume, h.name, err)
+	}
+	return b.Bytes()
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -164,8 +164,10 @@ func (c *Copier) copy(ctx context.Context, host string, target Volumes, im Image
 var errNotThere = errors.New("not there")
 
 func (c *Copier) fromPeer(ctx context.Context, host string, target Volumes, im Image, p Peer, progress func(int64)) (int64, string, error) {
-	// A peer whose own copy is unfinished has nothing to give.
-	if rec, ok, err := c.Records.GetHostImage(ctx, p.Name, im.Pool, im.Volume); err != nil {
+	// A peer whose own copy is unfinished has nothing to give; one PremiScale copied and
+	// verified there says what the copy must hash to.
+	rec, ok, err := c.Records.GetHostImage(ctx, p.Name, im.Pool, im.Volume)
+	if err != nil {
 		return 0, "", err
 	} else if ok && rec.State != state.ImageReady {
 		return 0, "", errNotThere
@@ -205,6 +207,10 @@ func (c *Copier) fromPeer(ctx context.Context, host string, target Volumes, im I
 	if n != size {
 		_, _ = target.DeleteVolume(ctx, im.Pool, im.Volume)
 		return 0, "", fmt.Errorf("copied %d bytes of the %d host %s has; the copy was removed", n, size, p.Name)
+	}
+	if rec.SHA256 != "" && !strings.EqualFold(rec.SHA256, sum) {
+		_, _ = target.DeleteVolume(ctx, im.Pool, im.Volume)
+		return 0, "", fmt.Errorf("the copy from host %s has SHA-256 %s, not the %s recorded when it was copied there; the copy was removed", p.Name, sum, rec.SHA256)
 	}
 	return n, sum, nil
 }
