@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -247,6 +248,116 @@ func removeLeftovers(t *testing.T, conn *libvirt.Conn, pool, group string) {
 		}
 		for _, vol := range []string{activities.OverlayVolumeName(d.Name), activities.SeedVolumeName(d.Name)} {
 			_, _ = conn.DeleteVolume(ctx, pool, vol)
+		}
+	}
+}
+
+// TestRealVMsAcrossTwoHosts runs one group of real VMs over two hosts with a worker each:
+// qemu:///system and the qemu:///session of a private libvirtd run as an unprivileged user.
+// The session host's pool starts empty: its worker copies the base image from the system host
+// before its first launch. Both guests boot, run the user's cloud-config and check in to the
+// worker of their own host.
+func TestRealVMsAcrossTwoHosts(t *testing.T) {
+	ctx := context.Background()
+	sys, err := libvirt.Dial(ctx, "qemu:///system", libvirt.Options{CallTimeout: time.Minute})
+	if err != nil {
+		t.Fatalf("connect to qemu:///system: %v (run testenv/up)", err)
+	}
+	t.Cleanup(func() { sys.Close() })
+	pool, volume, _ := strings.Cut(guest.image, "/")
+	if ok, err := sys.VolumeExists(ctx, pool, volume); err != nil || !ok {
+		t.Fatalf("guest image %s is not loaded (%v): run testenv/guest-image", guest.image, err)
+	}
+	daemon := testservices.StartLibvirtd(t, testservices.LibvirtdOptions{})
+	session := &fleetHost{name: testservices.UniqueName(t, "ses"), daemon: daemon, uri: daemon.SessionURI()}
+	session.virsh(t, "pool-define-as", pool, "dir", "--target", filepath.Join(daemon.Dir(), "home", "pool"))
+	session.virsh(t, "pool-build", pool)
+	session.virsh(t, "pool-start", pool)
+	ses, err := libvirt.Dial(ctx, session.uri, libvirt.Options{CallTimeout: time.Minute})
+	if err != nil {
+		t.Fatalf("connect to the session host: %v", err)
+	}
+	t.Cleanup(func() { ses.Close() })
+
+	m := &markers{seen: map[string]string{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	markerPort := ln.Addr().(*net.TCPAddr).Port
+
+	group := testservices.UniqueName(t, "vm2")
+	system := testservices.UniqueName(t, "sys")
+	hosts := []testservices.HostEntry{{Name: system, URI: "qemu:///system"}, {Name: session.name, URI: session.uri}}
+	body := fmt.Sprintf(`
+        image: %[1]s
+        domain: {vcpus: 1, memory: 512, type: qemu, network: user, kernel: %[2]s, initrd: %[3]s, cmdline: %[4]q}
+        cloud-init:
+          inline: |
+            #cloud-config
+            runcmd:
+              - [curl, -fsS, -m, "20", -X, POST, "http://10.0.2.2:%[5]d/marker/{{.Name}}"]
+        hosts: [%[6]s, %[7]s]
+        networking: {type: dynamic}
+        health: {bootTimeout: 8m, heartbeatInterval: 15s, heartbeatTimeout: 3m, shutdownGrace: 20s}
+        scaling: {minNodes: 2, maxNodes: 2, increment: 2, maxConcurrentLaunches: 2, resourceTarget: {cpu: 100}}`,
+		guest.image, guest.kernel, guest.initrd, guest.cmdline, markerPort, system, session.name)
+	mysql, influx := testservices.MySQL(t), testservices.Influx(t)
+	queue := "tq-" + testservices.UniqueName(t, "q")
+	var configs []string
+	for _, serve := range []string{system, session.name} {
+		port := testservices.FreePort(t)
+		ac := testservices.WriteAgentConfigFor(t, testservices.AgentOptions{
+			Group: group, GroupBody: body, Hosts: hosts, Serve: []string{serve}, TaskQueue: queue,
+			State: &mysql, Timeseries: &influx,
+			// Under user-mode networking a guest reaches the host's 127.0.0.1 as 10.0.2.2.
+			CheckinPort: port, CheckinURL: fmt.Sprintf("http://10.0.2.2:%d", port),
+		})
+		configs = append(configs, ac.Path)
+	}
+	t.Cleanup(func() {
+		removeLeftovers(t, sys, pool, group)
+		removeLeftovers(t, ses, pool, group)
+	})
+
+	start := time.Now()
+	for _, c := range configs {
+		stop := startWorker(t, c)
+		defer stop()
+	}
+	s := waitIntent(t, configs[0], group, 10*time.Minute, "2 VMs checked in", func(s intentStatus) bool { return s.allRunning(2) })
+	t.Logf("measured: seconds from the workers' start to both check-ins, with the base image copied onto the session host first: %.0f", time.Since(start).Seconds())
+	store, err := state.Open(ctx, mysql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	onHost := map[string]string{}
+	for _, in := range s.Instances {
+		rec, found, err := store.GetInstance(ctx, in.Name)
+		if err != nil || !found || rec.CheckedInAt == nil {
+			t.Errorf("MySQL record of %s: %+v (found %v, %v); want a check-in", in.Name, rec, found, err)
+		}
+		onHost[rec.Host] = in.Name
+		if !waitUntil(time.Minute, func() bool { return m.has("/marker/" + in.Name) }) {
+			t.Errorf("the user's cloud-config of %s did not run: no marker", in.Name)
+		}
+	}
+	if onHost[system] == "" || onHost[session.name] == "" {
+		t.Errorf("instances by host: %v; want one on %s and one on %s", onHost, system, session.name)
+	}
+	if rec, ok, err := store.GetHostImage(ctx, session.name, pool, volume); err != nil || !ok || rec.State != "ready" || rec.Source != "host "+system {
+		t.Errorf("the session host's copy of %s: %+v (found %v, %v); want ready, copied from host %s", guest.image, rec, ok, err, system)
+	}
+	if r := run(t, 5*time.Minute, "group", "delete", group, "-c", configs[0]); r.code != 0 {
+		t.Errorf("delete: exit %d\n%s", r.code, r.stderr)
+	}
+	for name, conn := range map[string]*libvirt.Conn{system: sys, session.name: ses} {
+		if doms, err := conn.ListGroupDomains(ctx, group); err != nil || len(doms) != 0 {
+			t.Errorf("domains of %s left on %s after delete: %v (%v)", group, name, doms, err)
 		}
 	}
 }
