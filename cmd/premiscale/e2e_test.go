@@ -86,15 +86,7 @@ func TestRealVMsBootCheckInAndRetire(t *testing.T) {
 		}
 	}
 
-	m := &markers{seen: map[string]string{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	defer srv.Close()
-	markerPort := ln.Addr().(*net.TCPAddr).Port
+	m, markerPort := startMarkers(t)
 
 	group := testservices.UniqueName(t, "vm")
 	// A host name of its own: a demo worker serving host "local" must not take these activities.
@@ -208,6 +200,20 @@ func TestRealVMsBootCheckInAndRetire(t *testing.T) {
 	}
 }
 
+// startMarkers serves the guests' marker POSTs on 127.0.0.1 until the test ends.
+func startMarkers(t *testing.T) (*markers, int) {
+	t.Helper()
+	m := &markers{seen: map[string]string{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return m, ln.Addr().(*net.TCPAddr).Port
+}
+
 // checkGuestAddress asserts what the guest said `ip -4 addr` shows: the address the group's
 // static pool gave it, with the subnet's prefix length.
 func checkGuestAddress(t *testing.T, m *markers, instance, want string) {
@@ -279,15 +285,7 @@ func TestRealVMsAcrossTwoHosts(t *testing.T) {
 	}
 	t.Cleanup(func() { ses.Close() })
 
-	m := &markers{seen: map[string]string{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	defer srv.Close()
-	markerPort := ln.Addr().(*net.TCPAddr).Port
+	m, markerPort := startMarkers(t)
 
 	group := testservices.UniqueName(t, "vm2")
 	system := testservices.UniqueName(t, "sys")

@@ -320,6 +320,23 @@ func (c *Conn) UploadVolumeFrom(ctx context.Context, pool, name string, size int
 	if _, err := c.EnsureVolume(ctx, pool, name, uint64(size), "raw"); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	err = c.stream(ctx, what, pool, name, size, func(l *golibvirt.Libvirt, p golibvirt.StoragePool, vol golibvirt.StorageVol) error {
+		if err := l.StorageVolUpload(vol, io.LimitReader(r, size), 0, uint64(size), 0); err != nil {
+			return err
+		}
+		return l.StoragePoolRefresh(p, 0)
+	})
+	if err != nil {
+		return err
+	}
+	c.log.Info("uploaded volume", "pool", pool, "volume", name, "bytes", size)
+	return nil
+}
+
+// stream runs a volume transfer of size bytes on a connection of its own (a stream holds its
+// connection for as long as it runs), bounded by the time the transfer may take at the slowest
+// rate accepted.
+func (c *Conn) stream(ctx context.Context, what, pool, name string, size int64, f func(*golibvirt.Libvirt, golibvirt.StoragePool, golibvirt.StorageVol) error) error {
 	lv, err := c.dial(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -335,16 +352,9 @@ func (c *Conn) UploadVolumeFrom(ctx context.Context, pool, name string, size int
 		if err != nil {
 			return struct{}{}, err
 		}
-		if err := l.StorageVolUpload(vol, io.LimitReader(r, size), 0, uint64(size), 0); err != nil {
-			return struct{}{}, err
-		}
-		return struct{}{}, l.StoragePoolRefresh(p, 0)
+		return struct{}{}, f(l, p, vol)
 	})
-	if err != nil {
-		return err
-	}
-	c.log.Info("uploaded volume", "pool", pool, "volume", name, "bytes", size)
-	return nil
+	return err
 }
 
 // DownloadVolume writes the content of pool/name to w, on a connection of its own, and returns
@@ -355,23 +365,9 @@ func (c *Conn) DownloadVolume(ctx context.Context, pool, name string, w io.Write
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
-	lv, err := c.dial(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", what, err)
-	}
-	defer func() { go func() { _ = c.disconnect(lv) }() }()
 	cw := &countingWriter{w: w}
-	timeout := c.timeout + time.Duration(size/minUploadRate)*time.Second
-	_, err = runBounded(ctx, c, lv, what, timeout, func(l *golibvirt.Libvirt) (struct{}, error) {
-		p, err := l.StoragePoolLookupByName(pool)
-		if err != nil {
-			return struct{}{}, err
-		}
-		vol, err := l.StorageVolLookupByName(p, name)
-		if err != nil {
-			return struct{}{}, err
-		}
-		return struct{}{}, l.StorageVolDownload(vol, cw, 0, uint64(size), 0)
+	err = c.stream(ctx, what, pool, name, size, func(l *golibvirt.Libvirt, _ golibvirt.StoragePool, vol golibvirt.StorageVol) error {
+		return l.StorageVolDownload(vol, cw, 0, uint64(size), 0)
 	})
 	if err != nil {
 		return cw.n, err
