@@ -332,6 +332,8 @@ const fleetTimings = `    hostDownAfter: 4s
 // is removed, a domain destroyed by hand is replaced, and a domain of someone else's that took
 // an instance's name is reported and left alone while the instance is replaced.
 func TestFleetSpreadHostFailureAndDrift(t *testing.T) {
+	// Each fleet has hosts, databases and a task queue of its own; the fleets mostly wait.
+	t.Parallel()
 	f := startFleet(t, fleetOptions{
 		hosts: 3, baseImage: true, autoscale: fleetTimings,
 		groupBody: testDriverGroup(512, "{minNodes: 3, maxNodes: 3, resourceTarget: {cpu: 50}}", ""),
@@ -514,6 +516,7 @@ func TestFleetSpreadHostFailureAndDrift(t *testing.T) {
 // group (spread) gets the room left, says which hosts lack what for the rest, and launches
 // nothing more until room appears, then reaches its size.
 func TestFleetCapacity(t *testing.T) {
+	t.Parallel()
 	// 1 GiB instances: 2 fit in a test-driver host's 2 GiB allocatable (3 GiB less the reserve).
 	f := startFleet(t, fleetOptions{
 		hosts: 2, baseImage: true, autoscale: fleetTimings,
@@ -582,6 +585,7 @@ func TestFleetCapacity(t *testing.T) {
 // group's size and none below it: first for a change of the domain's shape (group update),
 // then for group roll, paused and resumed halfway.
 func TestFleetRollingReplacement(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t, fleetOptions{
 		hosts: 3, baseImage: true, autoscale: fleetTimings,
 		groupBody: testDriverGroup(128, "{minNodes: 6, maxNodes: 6, increment: 6, maxConcurrentLaunches: 2, resourceTarget: {cpu: 50}}", "\n        rollout: {maxSurge: 2}"),
@@ -681,6 +685,7 @@ func hostNames(f *fleet) []string {
 // refused with the reason and leaves no volume behind. The guests have no bootable disk: they
 // sit in the firmware, which is all these launches need, and costs next to nothing.
 func TestFleetCopiesBaseImages(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
