@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 	"unicode"
@@ -137,9 +139,56 @@ func New(o Options) (*Metrics, error) {
 		// tally's own cardinality gauges say nothing an operator needs.
 		OmitCardinalityMetrics: true,
 	}, ReportInterval)
-	m.handler = sdktally.NewMetricsHandler(sdktally.NewPrometheusNamingScope(m.scope))
+	root := sdktally.NewMetricsHandler(sdktally.NewPrometheusNamingScope(m.scope))
+	m.handler = handler{all: root, root: root}
 	return m, nil
 }
+
+// handler is the SDK's tally handler, except that PremiScale's own metrics (premiscale_*,
+// which the group workflows emit through the SDK) keep only the tags the workflow code gave
+// them. The SDK tags everything a workflow emits with the client, namespace, task queue,
+// worker, workflow and activity type; on PremiScale's metrics these six labels would say
+// nothing the dashboard uses, and deploy/grafana/README.md promises the labels it lists.
+type handler struct {
+	// all has every tag given so far; tags are those of them not the SDK's own; root has none.
+	all, root client.MetricsHandler
+	tags      map[string]string
+}
+
+// sdkTag says whether a tag name is one of those the Temporal SDK (v1.51, internal/common/metrics) sets.
+func sdkTag(name string) bool {
+	switch name {
+	case "namespace", "client_name", "poller_type", "worker_type", "workflow_type", "activity_type",
+		"nexus_service", "nexus_operation", "failure_reason", "task_queue", "operation", "cause":
+		return true
+	}
+	return false
+}
+
+func (h handler) WithTags(tags map[string]string) client.MetricsHandler {
+	own := maps.Clone(h.tags)
+	for k, v := range tags {
+		if !sdkTag(k) {
+			if own == nil {
+				own = map[string]string{}
+			}
+			own[k] = v
+		}
+	}
+	return handler{all: h.all.WithTags(tags), root: h.root, tags: own}
+}
+
+// pick is the handler a metric of this name goes to.
+func (h handler) pick(name string) client.MetricsHandler {
+	if !strings.HasPrefix(name, "premiscale_") {
+		return h.all
+	}
+	return h.root.WithTags(h.tags)
+}
+
+func (h handler) Counter(name string) client.MetricsCounter { return h.pick(name).Counter(name) }
+func (h handler) Gauge(name string) client.MetricsGauge     { return h.pick(name).Gauge(name) }
+func (h handler) Timer(name string) client.MetricsTimer     { return h.pick(name).Timer(name) }
 
 // sanitizeOptions make names and label names valid for Prometheus, as the SDK's
 // PrometheusSanitizeOptions do, but keep label values as they are: a group or host name
@@ -186,9 +235,6 @@ func (m *Metrics) Handler() http.Handler {
 		MaxRequestsInFlight: 4,
 	})
 }
-
-// Registry is the registry the metrics are in, for tests and for more collectors.
-func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
 
 // TemporalHandler is the handler to give the Temporal client (client.Options.MetricsHandler):
 // the SDK's own metrics, and those workflows emit through workflow.GetMetricsHandler, reach
