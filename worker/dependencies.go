@@ -80,20 +80,23 @@ func (d *dependency) status() depStatus {
 	return s
 }
 
-// probe re-checks a connected dependency unless its last result is still fresh. Before the
-// connection is made, the connection attempts are the checks.
-func (d *dependency) probe(ctx context.Context) {
+// probe re-checks a connected dependency unless its last result is still fresh, and returns
+// the error of the check it made. Before the connection is made, the connection attempts are
+// the checks.
+func (d *dependency) probe(ctx context.Context) error {
 	d.checkMu.Lock()
 	defer d.checkMu.Unlock()
 	d.mu.Lock()
 	due := d.connected && time.Since(d.checkedAt) >= checkTTL
 	d.mu.Unlock()
 	if !due {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	d.record(d.check(ctx), true)
+	err := d.check(ctx)
+	d.record(err, true)
+	return err
 }
 
 func (d *dependency) shutdown() {
@@ -146,6 +149,7 @@ func (w *Worker) connect(ctx context.Context, d *dependency) error {
 			err = fmt.Errorf("%s: %w", d.failure, err)
 		}
 		d.record(err, false)
+		w.telemetry.DependencyError(d.name)
 		if !w.opts.WaitForDependencies {
 			return err
 		}

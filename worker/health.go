@@ -21,7 +21,8 @@ type readiness struct {
 }
 
 // healthHandler serves /livez (the process answers), /readyz (every dependency answers and
-// the workers run) and /healthz (kept for compatibility: the same as /readyz).
+// the workers run), /healthz (kept for compatibility: the same as /readyz) and /metrics (the
+// Prometheus metrics, read from memory: a scrape never waits on a dependency).
 func (w *Worker) healthHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(rw http.ResponseWriter, r *http.Request) {
@@ -29,6 +30,7 @@ func (w *Worker) healthHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", w.serveReady)
 	mux.HandleFunc("GET /healthz", w.serveReady)
+	mux.Handle("GET /metrics", w.telemetry.Handler())
 	return mux
 }
 
@@ -47,7 +49,11 @@ func (w *Worker) readiness(r *http.Request) readiness {
 	ctx := context.WithoutCancel(r.Context())
 	var wg sync.WaitGroup
 	for _, d := range w.deps {
-		wg.Go(func() { d.probe(ctx) })
+		wg.Go(func() {
+			if err := d.probe(ctx); err != nil {
+				w.telemetry.DependencyError(d.name)
+			}
+		})
 	}
 	wg.Wait()
 

@@ -37,6 +37,7 @@ import (
 	"github.com/premiscale/premiscale/internal/platform"
 	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
+	"github.com/premiscale/premiscale/internal/telemetry"
 	"github.com/premiscale/premiscale/internal/temporalclient"
 	"github.com/premiscale/premiscale/workflows"
 )
@@ -96,6 +97,8 @@ type Worker struct {
 	metrics  *influxdb.Client
 	secret   []byte
 	conns    map[string]*libvirt.Conn
+	// telemetry is the registry /metrics serves; made by Run.
+	telemetry *telemetry.Metrics
 
 	mu                      sync.Mutex
 	phase                   string
@@ -164,7 +167,7 @@ func (w *Worker) temporalDependency() *dependency {
 		key:    key,
 		// temporalclient's errors name the address, the namespace and the setting to look at.
 		connect: func(ctx context.Context) error {
-			tc, err := temporalclient.Dial(ctx, t, w.log.With("component", "temporal"))
+			tc, err := temporalclient.Dial(ctx, t, w.log.With("component", "temporal"), temporalclient.WithMetrics(w.telemetry.TemporalHandler()))
 			if err != nil {
 				return err
 			}
@@ -269,6 +272,16 @@ func (a *Worker) servedHosts() []config.Host {
 // ended, else what failed.
 func (w *Worker) Run(ctx context.Context) error {
 	w.started = time.Now()
+	names := make([]string, len(w.deps))
+	for i, d := range w.deps {
+		names[i] = d.name
+	}
+	tm, err := telemetry.New(telemetry.Options{Logger: w.log.With("component", "telemetry"), Checkins: checkin.Results(), Dependencies: names})
+	if err != nil {
+		return err
+	}
+	w.telemetry = tm
+	defer tm.Close()
 	comps := newComponents(ctx, w.log, w.stopping)
 	comps.goStartup(func(ctx context.Context) error { return w.startup(ctx, comps) })
 	return comps.wait()
@@ -459,7 +472,8 @@ func (w *Worker) checkinComponent() component {
 		w.mu.Lock()
 		w.checkinAddr = ln.Addr().String()
 		w.mu.Unlock()
-		srv := &checkin.Server{Secret: w.secret, Instances: w.store, Signaler: w.temporal, Logger: w.log.With("component", "checkin")}
+		srv := &checkin.Server{Secret: w.secret, Instances: w.store, Signaler: w.temporal, Logger: w.log.With("component", "checkin"),
+			Observe: w.telemetry.Checkin}
 		w.log.Info("check-in endpoint listening", "address", ln.Addr().String(), "url", w.cfg.Controller.Checkin.URL)
 		up()
 		return serveHTTP(ctx, &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}, ln)
@@ -528,6 +542,8 @@ func (w *Worker) hostwatchComponents() []component {
 			Host: h.Name, Hyper: h.conn, Store: w.store, Worker: id, Period: hostwatch.Period(as.HostDownAfter.Duration),
 			Allowance: h.Host.Allowance(),
 			Logger:    w.log.With("component", "hostwatch"),
+			OnProof:   w.hostMetrics,
+			OnError:   w.telemetry.DependencyError,
 		}
 		comps = append(comps, component{name: "host watch " + h.Name, run: func(ctx context.Context, up func()) error {
 			up()
@@ -538,12 +554,21 @@ func (w *Worker) hostwatchComponents() []component {
 	return comps
 }
 
+// hostMetrics exports what a host probe measured: the host's capacity and what PremiScale's
+// domains on it take, as placement counts them.
+func (w *Worker) hostMetrics(p state.HostProof) {
+	w.telemetry.Host(p.Name,
+		telemetry.Resources{CPUs: p.CPUs, MemoryBytes: p.MemoryMiB << 20},
+		telemetry.Resources{CPUs: p.UsedCPUs, MemoryBytes: p.UsedMemoryMiB << 20})
+}
+
 // collectorComponents sample every served host's domains into InfluxDB.
 func (w *Worker) collectorComponents() []component {
 	interval := w.cfg.Controller.Databases.CollectionInterval.Duration
 	var comps []component
 	for _, h := range w.hosts {
 		c := collector.New(h.Name, h.conn, w.metrics, interval, w.log)
+		c.OnRound, c.OnError = w.telemetry.CollectorRound, w.telemetry.DependencyError
 		comps = append(comps, component{name: "collector " + h.Name, run: func(ctx context.Context, up func()) error {
 			up()
 			c.Run(ctx)

@@ -121,6 +121,7 @@ func (g *group) evaluate(ctx workflow.Context) {
 	}
 	g.logger.Info("evaluated", "group", g.eff.Name, "action", ev.Action, "from", ev.From, "to", ev.To, "outcome", outcome, "reason", reason)
 	g.logDecision(ctx, g.st.LastDecision, ev, len(notes) > 0 || g.rollActed)
+	g.metrics(ctx).evaluated(g)
 	g.rollActed = false
 	g.publish(ctx)
 }

@@ -111,10 +111,13 @@ func testSpec() spec.Group {
 	}
 }
 
-func newEnv(t *testing.T, f *fakeFleet) *testsuite.TestWorkflowEnvironment {
+func newEnv(t *testing.T, f *fakeFleet, options ...func(*testsuite.WorkflowTestSuite)) *testsuite.TestWorkflowEnvironment {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	for _, o := range options {
+		o(&s)
+	}
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(GroupWorkflow)
 	env.RegisterWorkflow(InstanceWorkflow)

@@ -141,6 +141,7 @@ func (g *group) launch(ctx workflow.Context, why, host string, replacement bool)
 		Generation:  g.st.Generation,
 	}
 	g.st.Instances = append(g.st.Instances, ref)
+	g.metrics(ctx).launched(host)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID: spec.InstanceWorkflowID(ref.Name),
 		// Instances outlive a run of their group (continue-as-new) and report back by signal.
@@ -217,6 +218,7 @@ func (g *group) applyStatus(ctx workflow.Context, st spec.InstanceStatus) status
 				// the group from creating more until a back-off passes. A host that had no
 				// room after all is no failure of the launch: it goes elsewhere.
 				fx.wasLaunch = true
+				g.metrics(ctx).launchFailed(ref.Host, st)
 				if st.NoRoom {
 					fx.noRoom = true
 				} else {
@@ -285,6 +287,7 @@ func (g *group) retire(ctx workflow.Context, n int, force bool) int {
 	}
 	for _, c := range candidates {
 		g.setState(c.Name, spec.StateRetiring)
+		g.metrics(ctx).retired(c.Host)
 		if err := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(c.Name), "", spec.SignalRetire, nil).Get(ctx, nil); err != nil {
 			// The instance workflow is gone, so nothing is left to retire.
 			g.logger.Warn("could not signal instance to retire", "instance", c.Name, "error", err)

@@ -41,6 +41,11 @@ type Collector struct {
 	Logger   *slog.Logger
 	// Now is the clock; nil means time.Now. Tests set it to control elapsed time.
 	Now func() time.Time
+	// OnRound, when set, hears how long each round took; OnError, the dependency each failed
+	// call went to, named as /readyz names it: "libvirt/<host>" or "influxdb". Both are for
+	// the worker's metrics and must be quick.
+	OnRound func(took time.Duration)
+	OnError func(dependency string)
 
 	mu   sync.Mutex // serialises rounds: each reads and replaces prev
 	prev map[string]cpuSample
@@ -98,17 +103,32 @@ func (c *Collector) Run(ctx context.Context) {
 func (c *Collector) Sample(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return errors.Join(c.sampleDomains(ctx), c.sampleHost(ctx))
+	// The wall clock, not Now: this is how long the round really took.
+	start := time.Now()
+	err := errors.Join(c.sampleDomains(ctx), c.sampleHost(ctx))
+	if c.OnRound != nil {
+		c.OnRound(time.Since(start))
+	}
+	return err
+}
+
+// failed tells OnError of a failed call, unless the round failed because it was stopped, and
+// returns err.
+func (c *Collector) failed(ctx context.Context, dependency string, err error) error {
+	if c.OnError != nil && ctx.Err() == nil {
+		c.OnError(dependency)
+	}
+	return err
 }
 
 func (c *Collector) sampleDomains(ctx context.Context) error {
 	managed, err := c.Source.ListManagedDomains(ctx)
 	if err != nil {
-		return fmt.Errorf("collect domain metrics on host %s: %w", c.Host, err)
+		return c.failed(ctx, "libvirt/"+c.Host, fmt.Errorf("collect domain metrics on host %s: %w", c.Host, err))
 	}
 	stats, err := c.Source.AllDomainStats(ctx)
 	if err != nil {
-		return fmt.Errorf("collect domain metrics on host %s: %w", c.Host, err)
+		return c.failed(ctx, "libvirt/"+c.Host, fmt.Errorf("collect domain metrics on host %s: %w", c.Host, err))
 	}
 	// Read the clock after the stats arrive: it is the closest we get to when libvirt read them.
 	now := c.now()
@@ -161,7 +181,7 @@ func (c *Collector) sampleDomains(ctx context.Context) error {
 		return nil
 	}
 	if err := c.Sink.WriteDomainSamples(ctx, samples); err != nil {
-		return fmt.Errorf("collect domain metrics on host %s: %w", c.Host, err)
+		return c.failed(ctx, "influxdb", fmt.Errorf("collect domain metrics on host %s: %w", c.Host, err))
 	}
 	return nil
 }
@@ -169,11 +189,11 @@ func (c *Collector) sampleDomains(ctx context.Context) error {
 func (c *Collector) sampleHost(ctx context.Context) error {
 	info, err := c.Source.HostInfo(ctx)
 	if err != nil {
-		return fmt.Errorf("collect host metrics on host %s: %w", c.Host, err)
+		return c.failed(ctx, "libvirt/"+c.Host, fmt.Errorf("collect host metrics on host %s: %w", c.Host, err))
 	}
 	free, err := c.Source.FreeMemoryBytes(ctx)
 	if err != nil {
-		return fmt.Errorf("collect host metrics on host %s: %w", c.Host, err)
+		return c.failed(ctx, "libvirt/"+c.Host, fmt.Errorf("collect host metrics on host %s: %w", c.Host, err))
 	}
 	sample := influxdb.HostSample{
 		Host:            c.Host,
@@ -183,7 +203,7 @@ func (c *Collector) sampleHost(ctx context.Context) error {
 		FreeMemoryBytes: free,
 	}
 	if err := c.Sink.WriteHostSamples(ctx, []influxdb.HostSample{sample}); err != nil {
-		return fmt.Errorf("collect host metrics on host %s: %w", c.Host, err)
+		return c.failed(ctx, "influxdb", fmt.Errorf("collect host metrics on host %s: %w", c.Host, err))
 	}
 	return nil
 }

@@ -305,20 +305,34 @@ func TestSampleErrors(t *testing.T) {
 		setup     func(*fakeSource, *fakeSink)
 		wantErr   string
 		wantHosts int // host batches written in the failing round
+		// wantDeps are the dependencies OnError hears of in the failing round.
+		wantDeps string
 	}{
-		{"sink failure", func(_ *fakeSource, k *fakeSink) { k.err = boom }, "collect domain metrics on host h1: boom", 0},
-		{"listing failure still writes the host sample", func(src *fakeSource, _ *fakeSink) { src.listErr = boom }, "collect domain metrics on host h1: boom", 1},
-		{"stats failure still writes the host sample", func(src *fakeSource, _ *fakeSink) { src.statsErr = boom }, "collect domain metrics on host h1: boom", 1},
-		{"host info failure", func(src *fakeSource, _ *fakeSink) { src.hostErr = boom }, "collect host metrics on host h1: boom", 0},
+		{"sink failure", func(_ *fakeSource, k *fakeSink) { k.err = boom }, "collect domain metrics on host h1: boom", 0, "influxdb,influxdb"},
+		{"listing failure still writes the host sample", func(src *fakeSource, _ *fakeSink) { src.listErr = boom }, "collect domain metrics on host h1: boom", 1, "libvirt/h1"},
+		{"stats failure still writes the host sample", func(src *fakeSource, _ *fakeSink) { src.statsErr = boom }, "collect domain metrics on host h1: boom", 1, "libvirt/h1"},
+		{"host info failure", func(src *fakeSource, _ *fakeSink) { src.hostErr = boom }, "collect host metrics on host h1: boom", 0, "libvirt/h1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := &fakeSource{}
 			sink := &fakeSink{}
 			c, clk := newTestCollector(t, src, sink)
+			var deps []string
+			rounds := 0
+			c.OnError = func(d string) { deps = append(deps, d) }
+			c.OnRound = func(took time.Duration) {
+				if took <= 0 {
+					t.Errorf("round took %v", took)
+				}
+				rounds++
+			}
 			src.set([]libvirt.Domain{dom("a-1", "a", 1)}, []libvirt.DomainStats{running("a-1", 1, 1e9)})
 			if err := c.Sample(t.Context()); err != nil {
 				t.Fatal(err)
+			}
+			if len(deps) != 0 {
+				t.Errorf("a good round reported errors of %q", deps)
 			}
 			clk.t = clk.t.Add(sec)
 			src.set([]libvirt.Domain{dom("a-1", "a", 1)}, []libvirt.DomainStats{running("a-1", 1, 2e9)})
@@ -330,6 +344,9 @@ func TestSampleErrors(t *testing.T) {
 			}
 			if got := len(sink.host) - hostsBefore; got != tt.wantHosts {
 				t.Errorf("host batches written = %d, want %d", got, tt.wantHosts)
+			}
+			if got := strings.Join(deps, ","); got != tt.wantDeps || rounds != 2 {
+				t.Errorf("OnError heard %q in %d rounds, want %q in 2", got, rounds, tt.wantDeps)
 			}
 		})
 	}

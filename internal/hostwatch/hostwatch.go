@@ -45,6 +45,11 @@ type Prober struct {
 	Worker string
 	Period time.Duration
 	Logger *slog.Logger
+	// OnProof, when set, hears what each probe measured; OnError, the dependency each failed
+	// probe failed on, named as /readyz names it: "libvirt/<host>" or "mysql". Both are for
+	// the worker's metrics and must be quick.
+	OnProof func(state.HostProof)
+	OnError func(dependency string)
 }
 
 // Run probes until ctx ends. An outage (of the host, or of the state database) is logged
@@ -78,12 +83,18 @@ func (p *Prober) Run(ctx context.Context) {
 func (p *Prober) Probe(ctx context.Context) error {
 	proof, err := p.measure(ctx)
 	if err != nil {
+		p.failed(ctx, "libvirt/"+p.Host)
 		if rerr := p.Store.RecordHostError(ctx, p.Host, p.Worker, err); rerr != nil && ctx.Err() == nil {
+			p.failed(ctx, "mysql")
 			return fmt.Errorf("%w; and recording that failed: %w", err, rerr)
 		}
 		return err
 	}
+	if p.OnProof != nil {
+		p.OnProof(proof)
+	}
 	if err := p.Store.RecordHostProof(ctx, proof); err != nil {
+		p.failed(ctx, "mysql")
 		return err
 	}
 	// What images the host has is for status only: failing to tell is no sign of an outage.
@@ -91,6 +102,13 @@ func (p *Prober) Probe(ctx context.Context) error {
 		p.Logger.Debug("could not note the host's images", "host", p.Host, "error", err)
 	}
 	return nil
+}
+
+// failed tells OnError of a failed call, unless the probe failed because it was stopped.
+func (p *Prober) failed(ctx context.Context, dependency string) {
+	if p.OnError != nil && ctx.Err() == nil {
+		p.OnError(dependency)
+	}
 }
 
 // noteImages records which base images of the groups placed on the host its pools hold, so

@@ -47,13 +47,15 @@ type memRecorder struct {
 	mu     sync.Mutex
 	proofs []state.HostProof
 	errs   []string
+	// fail, when set, is what every record returns.
+	fail error
 }
 
 func (m *memRecorder) RecordHostProof(_ context.Context, p state.HostProof) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.proofs = append(m.proofs, p)
-	return nil
+	return m.fail
 }
 
 func (m *memRecorder) ListGroups(context.Context) ([]state.GroupRecord, error) { return nil, nil }
@@ -65,7 +67,7 @@ func (m *memRecorder) RecordHostError(_ context.Context, _, _ string, cause erro
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.errs = append(m.errs, cause.Error())
-	return nil
+	return m.fail
 }
 
 // lockedBuffer is a log sink the prober's goroutine and the test share.
@@ -116,6 +118,53 @@ func TestOutageIsLoggedOnceAndRecoveryOnce(t *testing.T) {
 		UsedCPUs:  3, UsedMemoryMiB: 1536, Domains: 2}
 	if got := rec.proofs[len(rec.proofs)-1]; got != want {
 		t.Errorf("proof = %+v, want %+v", got, want)
+	}
+}
+
+// TestHooks checks what a probe tells the worker's metrics: the proof it measured, or which
+// dependency failed it.
+func TestHooks(t *testing.T) {
+	dbDown := errors.New("dial tcp 127.0.0.1:3306: connection refused")
+	tests := []struct {
+		name       string
+		hostDown   bool
+		storeFail  error
+		wantProofs int
+		wantErrors []string
+	}{
+		{"all up", false, nil, 1, nil},
+		{"host down", true, nil, 0, []string{"libvirt/kvm1"}},
+		{"database down", false, dbDown, 1, []string{"mysql"}},
+		{"both down", true, dbDown, 0, []string{"libvirt/kvm1", "mysql"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var proofs []state.HostProof
+			var errs []string
+			p := &Prober{Host: "kvm1", Hyper: &flakyHost{down: tt.hostDown}, Store: &memRecorder{fail: tt.storeFail}, Worker: "w",
+				Logger:  slog.New(slog.DiscardHandler),
+				OnProof: func(p state.HostProof) { proofs = append(proofs, p) },
+				OnError: func(d string) { errs = append(errs, d) }}
+			if err := p.Probe(context.Background()); (err != nil) != (tt.hostDown || tt.storeFail != nil) {
+				t.Errorf("Probe: %v", err)
+			}
+			if len(proofs) != tt.wantProofs || len(errs) != len(tt.wantErrors) || strings.Join(errs, ",") != strings.Join(tt.wantErrors, ",") {
+				t.Errorf("proofs %+v, errors %q; want %d proofs, errors %q", proofs, errs, tt.wantProofs, tt.wantErrors)
+			}
+			if len(proofs) == 1 && (proofs[0].CPUs != 8 || proofs[0].UsedCPUs != 3 || proofs[0].UsedMemoryMiB != 1536) {
+				t.Errorf("proof %+v, want the host's capacity and its domains' use", proofs[0])
+			}
+		})
+	}
+	// A probe cut short by the worker stopping is no dependency's error.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var errs []string
+	p := &Prober{Host: "kvm1", Hyper: &flakyHost{down: true}, Store: &memRecorder{fail: context.Canceled}, Worker: "w",
+		Logger: slog.New(slog.DiscardHandler), OnError: func(d string) { errs = append(errs, d) }}
+	_ = p.Probe(ctx)
+	if len(errs) != 0 {
+		t.Errorf("a cancelled probe counted errors %q", errs)
 	}
 }
 

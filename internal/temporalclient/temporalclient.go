@@ -170,12 +170,24 @@ func Options(t config.Temporal, logger *slog.Logger) (client.Options, error) {
 	return opts, nil
 }
 
+// A DialOption adds to the client options Dial builds from the config.
+type DialOption func(*client.Options)
+
+// WithMetrics sends the SDK's metrics, and those workflows emit through
+// workflow.GetMetricsHandler, to h; nil keeps the SDK's default, which drops them.
+func WithMetrics(h client.MetricsHandler) DialOption {
+	return func(o *client.Options) { o.MetricsHandler = h }
+}
+
 // Dial connects to Temporal and checks that it answers. Its errors name the address and,
 // for TLS and authentication failures, the cause and the setting to look at.
-func Dial(ctx context.Context, t config.Temporal, logger *slog.Logger) (client.Client, error) {
+func Dial(ctx context.Context, t config.Temporal, logger *slog.Logger, options ...DialOption) (client.Client, error) {
 	opts, err := Options(t, logger)
 	if err != nil {
 		return nil, err
+	}
+	for _, o := range options {
+		o(&opts)
 	}
 	if t.APIKey != "" && !t.TLSEnabled() && logger != nil {
 		logger.Warn("sending the Temporal API key without TLS: anyone on the network path can read it",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -286,4 +287,49 @@ func TestDialWithAPIKey(t *testing.T) {
 	if err := dialAndCheck(t, none); err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("no API key: got\n%v\nwant an error starting\n%s", err, want)
 	}
+}
+
+// TestDialWithMetrics checks that the SDK reports its calls to the handler WithMetrics gives.
+func TestDialWithMetrics(t *testing.T) {
+	h := &countingHandler{counts: map[string]int64{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, config.Temporal{Address: testservices.TemporalAddress(t), Namespace: "default"}, nil, WithMetrics(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.counts["temporal_request"] == 0 {
+		t.Errorf("no temporal_request counted through the handler; counted %v", h.counts)
+	}
+}
+
+// countingHandler counts what the SDK adds to each counter, whatever the tags.
+type countingHandler struct {
+	mu     sync.Mutex
+	counts map[string]int64
+}
+
+func (h *countingHandler) WithTags(map[string]string) client.MetricsHandler { return h }
+func (h *countingHandler) Counter(name string) client.MetricsCounter {
+	return counterFunc(func(n int64) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.counts[name] += n
+	})
+}
+
+type counterFunc func(int64)
+
+func (f counterFunc) Inc(n int64) { f(n) }
+func (h *countingHandler) Gauge(string) client.MetricsGauge {
+	return client.MetricsNopHandler.Gauge("")
+}
+func (h *countingHandler) Timer(string) client.MetricsTimer {
+	return client.MetricsNopHandler.Timer("")
 }
