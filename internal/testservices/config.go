@@ -59,14 +59,38 @@ type AgentOptions struct {
 	CheckinPort int
 	// CollectionInterval and ReconcileInterval default to 1 s and 2 s.
 	CollectionInterval, ReconcileInterval time.Duration
+	// TemporalAddr, State and Timeseries point the config at other services than the shared
+	// ones (a test's private ones: see Stack); empty means the shared Temporal dev server and a
+	// fresh database each on the shared MariaDB and InfluxDB.
+	TemporalAddr string
+	State        *config.StateDB
+	Timeseries   *config.Timeseries
+	// HostConnectionTimeout bounds every libvirt call; 0 means 20 s.
+	HostConnectionTimeout time.Duration
 }
 
 // WriteAgentConfigFor writes and loads an agent config on the real test services for any
 // libvirt URI and group body.
 func WriteAgentConfigFor(t testing.TB, o AgentOptions) AgentConfig {
 	t.Helper()
-	mysql := MySQL(t)
-	influx := Influx(t)
+	var mysql config.StateDB
+	if o.State != nil {
+		mysql = *o.State
+	} else {
+		mysql = MySQL(t)
+	}
+	var influx config.Timeseries
+	if o.Timeseries != nil {
+		influx = *o.Timeseries
+	} else {
+		influx = Influx(t)
+	}
+	if o.TemporalAddr == "" {
+		o.TemporalAddr = TemporalAddress(t)
+	}
+	if o.HostConnectionTimeout == 0 {
+		o.HostConnectionTimeout = 20 * time.Second
+	}
 	dir := t.TempDir()
 	groups := "{}"
 	if o.Group != "" {
@@ -91,7 +115,7 @@ controller:
   temporal: {address: %[3]q, namespace: default, taskQueue: %[4]q}
   databases:
     collectionInterval: %[16]s
-    hostConnectionTimeout: 20s
+    hostConnectionTimeout: %[18]s
     state:
       type: mysql
       connection: {url: %[5]q, database: %[6]q, credentials: {username: %[7]q, password: %[8]q}}
@@ -103,12 +127,12 @@ controller:
   autoscale:
     hosts:
       - name: %[11]s
-        uri: %[15]s
+        uri: %[15]q
     groups: %[12]s
-`, dir, FreePort(t), TemporalAddress(t), "tq-"+UniqueName(t, "q"),
+`, dir, FreePort(t), o.TemporalAddr, "tq-"+UniqueName(t, "q"),
 		mysql.Connection.URL, mysql.Connection.Database, mysql.Connection.Credentials.Username, mysql.Connection.Credentials.Password,
 		influx.Connection.URL, influx.Connection.Database, o.Host, groups, o.CheckinPort, o.CheckinURL, o.URI,
-		o.CollectionInterval, o.ReconcileInterval)
+		o.CollectionInterval, o.ReconcileInterval, o.HostConnectionTimeout)
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)

@@ -1,5 +1,7 @@
 // Package testservices finds the real services integration tests run against (MariaDB, InfluxDB,
-// Temporal) and gives each test its own database on them.
+// Temporal) and gives each test its own database on them. For tests that stop and start their
+// services, it also starts private ones (StartTemporal, StartMariaDB, StartInfluxDB,
+// StartLibvirtd, StartStack): processes of the test's own on free ports, never the shared ones.
 //
 // Every helper fails the test when its service cannot be reached within a few seconds: an
 // integration test that silently skips proves nothing, so the message says how to start the
@@ -13,7 +15,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,8 +23,6 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 
 	"github.com/premiscale/premiscale/internal/config"
 )
@@ -63,10 +62,13 @@ func env(name, def string) string {
 // a state database configuration pointing at it.
 func MySQL(t testing.TB) config.StateDB {
 	t.Helper()
-	addr := env(EnvMySQLAddr, DefaultMySQLAddr)
-	user := env(EnvMySQLUser, DefaultMySQLUser)
-	password := env(EnvMySQLPassword, DefaultMySQLPassword)
+	return mysqlAt(t, env(EnvMySQLAddr, DefaultMySQLAddr), env(EnvMySQLUser, DefaultMySQLUser), env(EnvMySQLPassword, DefaultMySQLPassword), true)
+}
 
+// mysqlAt creates a fresh database on the MySQL at addr, dropped when the test ends if drop is
+// set (a private server's folder goes with its databases).
+func mysqlAt(t testing.TB, addr, user, password string, drop bool) config.StateDB {
+	t.Helper()
 	mc := mysql.NewConfig()
 	mc.Net = "tcp"
 	mc.Addr = addr
@@ -93,6 +95,9 @@ func MySQL(t testing.TB) config.StateDB {
 		t.Fatalf("testservices: create database %s on MySQL at %s as %s: %v (is MariaDB running? %s)", name, addr, user, err, hint)
 	}
 	t.Cleanup(func() {
+		if !drop {
+			return
+		}
 		cdb := sql.OpenDB(connector)
 		defer cdb.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -116,26 +121,18 @@ func MySQL(t testing.TB) config.StateDB {
 // returns a time-series configuration pointing at it.
 func Influx(t testing.TB) config.Timeseries {
 	t.Helper()
-	base := strings.TrimRight(env(EnvInfluxURL, DefaultInfluxURL), "/")
+	return influxAt(t, strings.TrimRight(env(EnvInfluxURL, DefaultInfluxURL), "/"), true)
+}
+
+// influxAt creates a fresh database on the InfluxDB at base, dropped when the test ends if drop
+// is set.
+func influxAt(t testing.TB, base string, drop bool) config.Timeseries {
+	t.Helper()
 	hc := &http.Client{Timeout: reachTimeout}
 
 	ctx, cancel := context.WithTimeout(context.Background(), reachTimeout)
 	defer cancel()
-	err := retry(ctx, func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/ping", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET /ping: %s", resp.Status)
-		}
-		return nil
-	})
+	err := retry(ctx, func() error { return influxPing(ctx, hc, base) })
 	if err != nil {
 		t.Fatalf("testservices: cannot reach InfluxDB at %s: %v (is InfluxDB running? %s)", base, err, hint)
 	}
@@ -147,6 +144,9 @@ func Influx(t testing.TB) config.Timeseries {
 		t.Fatalf("testservices: create database %s on InfluxDB at %s: %v (is InfluxDB 1.8 running? %s)", name, base, err, hint)
 	}
 	t.Cleanup(func() {
+		if !drop {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := influxQuery(ctx, &http.Client{Timeout: 30 * time.Second}, base, `DROP DATABASE "`+name+`"`); err != nil {
@@ -204,18 +204,7 @@ func TemporalAddress(t testing.TB) string {
 	addr := env(EnvTemporalAddr, DefaultTemporalAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), reachTimeout)
 	defer cancel()
-	err := retry(ctx, func() error {
-		c, err := client.DialContext(ctx, client.Options{
-			HostPort: addr,
-			Logger:   tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-		})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
-		return err
-	})
+	err := retry(ctx, func() error { return temporalHealthy(ctx, addr) })
 	if err != nil {
 		t.Fatalf("testservices: cannot reach Temporal at %s: %v (is the Temporal dev server running? %s)", addr, err, hint)
 	}
