@@ -47,7 +47,7 @@ func (w *Worker) readiness(r *http.Request) readiness {
 	ctx := context.WithoutCancel(r.Context())
 	var wg sync.WaitGroup
 	for _, d := range w.deps {
-		wg.Go(func() { d.probe(ctx) })
+		wg.Go(func() { d.probe(ctx, checkTTL) })
 	}
 	wg.Wait()
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	tlog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/premiscale/premiscale/internal/groupctl"
 	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/libvirt"
+	"github.com/premiscale/premiscale/internal/outage"
 	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
 	"github.com/premiscale/premiscale/workflows"
@@ -68,9 +70,14 @@ const (
 
 // Worker is a PremiScale worker. Build it with New and run it with Run, once.
 type Worker struct {
-	cfg     *config.Config
-	opts    Options
-	log     *slog.Logger
+	cfg  *config.Config
+	opts Options
+	log  *slog.Logger
+	// quiet is log for the components that talk to the dependencies (the Temporal SDK, the
+	// activities, the collectors, the check-in endpoint, the libvirt connections): their
+	// lines about a single call that failed because a dependency is unreachable are debug,
+	// as the dependency's watch logs its outage once (see outage.Quiet).
+	quiet   *slog.Logger
 	backoff backoff
 	started time.Time
 
@@ -103,12 +110,12 @@ func New(cfg *config.Config, opts Options) (*Worker, error) {
 		opts.Logger = slog.Default()
 	}
 	w := &Worker{
-		cfg: cfg, opts: opts, log: opts.Logger, phase: phaseNew,
+		cfg: cfg, opts: opts, log: opts.Logger, quiet: slog.New(outage.Quiet(opts.Logger.Handler())), phase: phaseNew,
 		backoff: backoff{initial: time.Second, max: 30 * time.Second},
 		conns:   map[string]*libvirt.Conn{},
 	}
 	c := cfg.Controller
-	m, err := influxdb.New(c.Databases.Timeseries.InfluxOptions(), w.log)
+	m, err := influxdb.New(c.Databases.Timeseries.InfluxOptions(), w.quiet)
 	if err != nil {
 		return nil, fmt.Errorf("controller.databases.timeseries: %w", err)
 	}
@@ -139,6 +146,11 @@ func New(cfg *config.Config, opts Options) (*Worker, error) {
 	for _, h := range w.hosts {
 		w.deps = append(w.deps, w.hostDependency(h))
 	}
+	for _, d := range w.deps {
+		if d.watch == nil {
+			d.watch = outage.NewWatch(w.log, d.target, "dependency", d.name, "config_key", d.key)
+		}
+	}
 	return w, nil
 }
 
@@ -154,7 +166,7 @@ func (w *Worker) temporalDependency() *dependency {
 			tc, err := client.DialContext(ctx, client.Options{
 				HostPort:  t.Address,
 				Namespace: t.Namespace,
-				Logger:    tlog.NewStructuredLogger(w.log.With("component", "temporal")),
+				Logger:    tlog.NewStructuredLogger(w.quiet.With("component", "temporal")),
 			})
 			if err != nil {
 				return err
@@ -212,13 +224,18 @@ func (w *Worker) timeseriesDependency() *dependency {
 
 func (w *Worker) hostDependency(h *servedHost) *dependency {
 	timeout := w.cfg.Controller.Databases.HostConnectionTimeout.Duration
+	name, target := "libvirt/"+h.Name, fmt.Sprintf("libvirt at %s (host %s)", h.uri, h.Name)
+	// The connection reports its failed reconnections and timed-out calls to the same watch as
+	// the monitor's checks: one outage, one line.
+	watch := outage.NewWatch(w.log, target, "dependency", name, "config_key", h.key)
 	return &dependency{
-		name:    "libvirt/" + h.Name,
-		target:  fmt.Sprintf("libvirt at %s (host %s)", h.uri, h.Name),
+		name:    name,
+		target:  target,
 		key:     h.key,
+		watch:   watch,
 		failure: fmt.Sprintf("connect to host %s (%s)", h.Name, h.key),
 		connect: func(ctx context.Context) error {
-			conn, err := libvirt.Dial(ctx, h.uri, libvirt.Options{CallTimeout: timeout, Logger: w.log.With("host", h.Name)})
+			conn, err := libvirt.Dial(ctx, h.uri, libvirt.Options{CallTimeout: timeout, Logger: w.quiet.With("host", h.Name), Outage: watch})
 			if err != nil {
 				return err
 			}
@@ -295,7 +312,7 @@ func (w *Worker) startup(ctx context.Context, comps *components) error {
 	for _, h := range w.hosts {
 		w.conns[h.Name] = h.conn
 	}
-	if err := comps.start(w.checkinComponent()); err != nil {
+	if err := comps.start(w.monitorComponent(), w.checkinComponent()); err != nil {
 		return err
 	}
 	if err := comps.start(w.collectorComponents()...); err != nil {
@@ -368,15 +385,16 @@ func (w *Worker) temporalWorkerComponents() []component {
 func (a *Worker) temporalWorkers() []sdkworker.Worker {
 	c := a.cfg.Controller
 	var workers []sdkworker.Worker
-	shared := sdkworker.New(a.temporal, c.Temporal.TaskQueue, sdkworker.Options{})
+	opts := sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{&activityErrors{}}}
+	shared := sdkworker.New(a.temporal, c.Temporal.TaskQueue, opts)
 	shared.RegisterWorkflow(workflows.GroupWorkflow)
 	shared.RegisterWorkflow(workflows.InstanceWorkflow)
-	shared.RegisterActivity(&activities.Activities{Store: a.store, Metrics: influxdb.Sources(a.metrics), Logger: a.log})
+	shared.RegisterActivity(&activities.Activities{Store: a.store, Metrics: influxdb.Sources(a.metrics), Logger: a.quiet})
 	workers = append(workers, shared)
 	for _, h := range a.servedHosts() {
-		w := sdkworker.New(a.temporal, spec.HostTaskQueue(h.Name), sdkworker.Options{})
+		w := sdkworker.New(a.temporal, spec.HostTaskQueue(h.Name), opts)
 		w.RegisterActivity(&activities.HostActivities{
-			Host: h.Name, Hyper: a.conns[h.Name], Logger: a.log.With("host", h.Name),
+			Host: h.Name, Hyper: a.conns[h.Name], Logger: a.quiet.With("host", h.Name),
 			CheckinURL: func(instance string) string { return checkin.URL(c.Checkin.URL, a.secret, instance) },
 		})
 		workers = append(workers, w)
@@ -437,7 +455,7 @@ func (w *Worker) checkinComponent() component {
 		w.mu.Lock()
 		w.checkinAddr = ln.Addr().String()
 		w.mu.Unlock()
-		srv := &checkin.Server{Secret: w.secret, Instances: w.store, Signaler: w.temporal, Logger: w.log.With("component", "checkin")}
+		srv := &checkin.Server{Secret: w.secret, Instances: w.store, Signaler: w.temporal, Logger: w.quiet.With("component", "checkin")}
 		w.log.Info("check-in endpoint listening", "address", ln.Addr().String(), "url", w.cfg.Controller.Checkin.URL)
 		up()
 		return serveHTTP(ctx, &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}, ln)
@@ -449,7 +467,7 @@ func (w *Worker) collectorComponents() []component {
 	interval := w.cfg.Controller.Databases.CollectionInterval.Duration
 	var comps []component
 	for _, h := range w.hosts {
-		c := collector.New(h.Name, h.conn, w.metrics, interval, w.log)
+		c := collector.New(h.Name, h.conn, w.metrics, interval, w.quiet)
 		comps = append(comps, component{name: "collector " + h.Name, run: func(ctx context.Context, up func()) error {
 			up()
 			c.Run(ctx)

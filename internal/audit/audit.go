@@ -155,7 +155,8 @@ func twiceLogged(events []state.ScalingEvent) []Anomaly {
 
 // Sources are where Collect reads a group's records.
 type Sources struct {
-	Groups *groupctl.Client
+	// Status is the group's status, as `premiscale group status` shows it.
+	Status func(ctx context.Context, group string) (spec.GroupStatus, error)
 	Store  *state.Store
 	// Hosts are the group's hosts' libvirt connections; Pool is the pool its volumes are in.
 	Hosts []*libvirt.Conn
@@ -165,7 +166,7 @@ type Sources struct {
 // Collect reads the three records of group.
 func Collect(ctx context.Context, src Sources, group string) (Report, error) {
 	r := Report{Group: group}
-	st, err := src.Groups.Status(ctx, group)
+	st, err := src.Status(ctx, group)
 	if err != nil {
 		return r, err
 	}
@@ -218,4 +219,12 @@ func Names(ins []Instance) string {
 	}
 	slices.Sort(names)
 	return "[" + strings.Join(names, " ") + "]"
+}
+
+// StatusOf is a Sources.Status that asks the group's workflow through ctl.
+func StatusOf(ctl *groupctl.Client) func(context.Context, string) (spec.GroupStatus, error) {
+	return func(ctx context.Context, group string) (spec.GroupStatus, error) {
+		s, err := ctl.Status(ctx, group)
+		return s.GroupStatus, err
+	}
 }

@@ -22,6 +22,7 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"github.com/go-sql-driver/mysql"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/temporal"
 )
 
 // Watch follows one dependency's reachability and logs its outages: one warning when an outage
@@ -65,7 +66,7 @@ func (w *Watch) Fail(err error) {
 	since := w.since
 	w.mu.Unlock()
 	w.log.Warn(fmt.Sprintf("%s unreachable since %s", w.target, since.Format(time.RFC3339)),
-		"dependency", w.target, "since", since, "error", errorText(err))
+		"since", since, "error", errorText(err))
 }
 
 // OK records that the dependency answered. Ending an outage is logged, with how long it lasted
@@ -81,7 +82,7 @@ func (w *Watch) OK() {
 	w.down, w.failures = false, 0
 	w.mu.Unlock()
 	w.log.Info(fmt.Sprintf("%s back after %s", w.target, roundDuration(down)),
-		"dependency", w.target, "down_for", down.String(), "failures", failures)
+		"down_for", down.String(), "failures", failures)
 }
 
 // Down reports whether an outage is under way, and since when.
@@ -116,14 +117,34 @@ func roundDuration(d time.Duration) time.Duration {
 	return d.Round(time.Millisecond)
 }
 
+// ErrTypeUnreachable is the Temporal application error type of an activity error that
+// MarkUnreachable marked: the activity failed because a dependency could not be reached.
+const ErrTypeUnreachable = "DependencyUnreachable"
+
+// MarkUnreachable turns an activity's error that IsUnreachable into a retryable Temporal
+// application error of type ErrTypeUnreachable and category benign, with the same message:
+// the SDK then logs its attempts at debug level, and the workflow (and IsUnreachable, on the
+// workflow's side) can still tell it from other failures once it has crossed Temporal. Any
+// other error, and an application error already, is returned as it is.
+func MarkUnreachable(err error) error {
+	var app *temporal.ApplicationError
+	if err == nil || errors.As(err, &app) || !IsUnreachable(err) {
+		return err
+	}
+	return temporal.NewApplicationErrorWithOptions(err.Error(), ErrTypeUnreachable,
+		temporal.ApplicationErrorOptions{Category: temporal.ApplicationErrorCategoryBenign})
+}
+
 // IsUnreachable reports whether err says its dependency could not be reached or did not answer
 // in time — refused, reset, closed, timed out, unavailable — rather than that it answered with
-// an error of its own. Errors are looked at through their whole chain (errors.As).
+// an error of its own. Errors are looked at through their whole chain (errors.As), which for a
+// failed activity seen from its workflow holds the application error MarkUnreachable made.
 func IsUnreachable(err error) bool {
 	if err == nil {
 		return false
 	}
 	var (
+		app         *temporal.ApplicationError
 		opErr       *net.OpError
 		unavailable *serviceerror.Unavailable
 		deadline    *serviceerror.DeadlineExceeded
@@ -131,6 +152,9 @@ func IsUnreachable(err error) bool {
 		timeout     interface{ Timeout() bool }
 	)
 	switch {
+	case errors.As(err, &app):
+		// Only what crossed Temporal is left of the error: its type says.
+		return app.Type() == ErrTypeUnreachable
 	case errors.As(err, &opErr), errors.As(err, &unavailable), errors.As(err, &deadline):
 		return true
 	case errors.As(err, &marked) && marked.Unreachable():

@@ -15,6 +15,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/influxdb"
@@ -215,4 +216,31 @@ func closedPort(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+func TestMarkUnreachable(t *testing.T) {
+	refused := fmt.Errorf("record instance g-1 in MySQL at db:3306: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")})
+	marked := outage.MarkUnreachable(refused)
+	var app *temporal.ApplicationError
+	if !errors.As(marked, &app) || app.Type() != outage.ErrTypeUnreachable || app.NonRetryable() || app.Category() != temporal.ApplicationErrorCategoryBenign {
+		t.Fatalf("MarkUnreachable(refused) = %#v; want a retryable benign application error of type %s", marked, outage.ErrTypeUnreachable)
+	}
+	if app.Message() != refused.Error() {
+		t.Errorf("message %q, want the original %q", app.Message(), refused.Error())
+	}
+	// As the workflow sees it, wrapped.
+	if !outage.IsUnreachable(fmt.Errorf("activity error: %w", marked)) {
+		t.Error("a marked error is not unreachable once wrapped")
+	}
+
+	bad := temporal.NewNonRetryableApplicationError("no such base image", "BadLaunchSpec", nil)
+	plain := errors.New("domain definition rejected")
+	for _, err := range []error{nil, bad, plain} {
+		if got := outage.MarkUnreachable(err); got != err {
+			t.Errorf("MarkUnreachable(%v) = %v, want it unchanged", err, got)
+		}
+	}
+	if outage.IsUnreachable(bad) {
+		t.Error("an application error of another type counts as unreachable")
+	}
 }
