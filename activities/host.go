@@ -37,14 +37,15 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 	}
 	seed, err := h.seed(p, mac)
 	if err != nil {
+		// The message carries the cause once; as the error's cause too it would be repeated.
 		return res, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("render the seed of instance %s: %v", p.Name, err), ErrTypeBadLaunchSpec, err)
+			fmt.Sprintf("render the seed of instance %s: %v", p.Name, err), ErrTypeBadLaunchSpec, nil)
 	}
 
 	overlay := OverlayVolumeName(p.Name)
 	activity.RecordHeartbeat(ctx, "volume")
 	if res.VolumeCreated, err = h.Hyper.EnsureOverlayVolume(ctx, l.ImagePool, overlay, l.ImagePool, l.ImageVolume); err != nil {
-		return res, fmt.Errorf("create disk of instance %s on host %s: %w", p.Name, h.Host, err)
+		return res, launchError(fmt.Errorf("create disk of instance %s on host %s: %w", p.Name, h.Host, err))
 	}
 	disks := []libvirt.DiskSpec{{Pool: l.ImagePool, Volume: overlay, Target: "vda", Format: "qcow2"}}
 	if seed != nil {
@@ -58,7 +59,7 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 		// attempt is the same and is kept.
 		if !exists {
 			if err := h.Hyper.UploadVolume(ctx, l.ImagePool, name, seed); err != nil {
-				return res, fmt.Errorf("upload seed of instance %s on host %s: %w", p.Name, h.Host, err)
+				return res, launchError(fmt.Errorf("upload seed of instance %s on host %s: %w", p.Name, h.Host, err))
 			}
 			res.SeedCreated = true
 		}
@@ -68,15 +69,23 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 	activity.RecordHeartbeat(ctx, "domain")
 	dom := libvirt.DomainSpec{Name: p.Name, Group: p.Group, Domain: l.Domain, Disks: disks, MAC: mac, Template: l.Template}
 	if res.DomainCreated, err = h.Hyper.EnsureDomainRunning(ctx, dom); err != nil {
-		err = fmt.Errorf("create domain of instance %s on host %s: %w", p.Name, h.Host, err)
-		if errors.Is(err, libvirt.ErrInvalidSpec) {
-			return res, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadLaunchSpec, err)
-		}
-		return res, err
+		return res, launchError(fmt.Errorf("create domain of instance %s on host %s: %w", p.Name, h.Host, err))
 	}
 	h.Logger.Info("instance created", "instance", p.Name, "group", p.Group, "host", h.Host,
 		"domain_created", res.DomainCreated, "volume_created", res.VolumeCreated, "seed_created", res.SeedCreated)
 	return res, nil
+}
+
+// launchError is the error of a launch step: non-retryable when what the launch asks for is
+// wrong (libvirt.ErrInvalidSpec: a base image, pool, template, kernel or disk that does not
+// exist, a definition libvirt refuses), so the launch fails at once and the group's back-off
+// applies instead of retries that cannot work.
+func launchError(err error) error {
+	if errors.Is(err, libvirt.ErrInvalidSpec) {
+		// The message carries the cause once; as the error's cause too it would be repeated.
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadLaunchSpec, nil)
+	}
+	return err
 }
 
 // seed renders and packs the instance's NoCloud seed, or returns nil when the group has

@@ -95,7 +95,7 @@ func (in *instance) launch() (retired bool, err error) {
 		Launch:     p.Launch,
 	}
 	if err := workflow.ExecuteActivity(cctx, h.CreateInstance, create).Get(in.ctx, nil); err != nil {
-		return true, in.fail(fmt.Sprintf("launch failed: %v", err), false)
+		return true, in.fail("launch failed: "+failureReason(err), false)
 	}
 	if !p.Launch.Health.Checkin {
 		in.becomeRunning(workflow.Now(in.ctx), "")
