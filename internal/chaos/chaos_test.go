@@ -58,18 +58,18 @@ func TestChaos(t *testing.T) {
 		name    string
 		restart func()
 	}{
-		{"Temporal", s.stack.Temporal.Restart},
-		{"MariaDB", s.stack.MariaDB.Restart},
-		{"InfluxDB", s.stack.InfluxDB.Restart},
+		{"Temporal restarted", s.stack.Temporal.Restart},
+		{"MariaDB restarted", s.stack.MariaDB.Restart},
+		{"InfluxDB restarted", s.stack.InfluxDB.Restart},
 		// Its test driver keeps its domains in the daemon's memory: a restart would be a host
 		// that lost its VMs. A hung daemon that comes back is the fault here.
-		{"libvirtd (frozen 20 s)", func() { s.stack.Hosts[0].Pause(); time.Sleep(20 * time.Second); s.stack.Hosts[0].Resume() }},
+		{"libvirtd frozen 20 s and thawed", func() { s.stack.Hosts[0].Pause(); time.Sleep(20 * time.Second); s.stack.Hosts[0].Resume() }},
 	}
 	for _, d := range restarts {
 		began, anomalies := time.Now(), len(s.anomalies)
-		s.phase(d.name+" restarted during a scale-out", 90, maxNodes, 1, d.restart)
-		s.phase("after the "+d.name+" restart, a scale-in", 5, minNodes, 0, nil)
-		t.Logf("%s restarted: %d anomalies, %s", d.name, len(s.anomalies)-anomalies, time.Since(began).Round(time.Second))
+		s.phase(d.name+" during a scale-out", 90, maxNodes, 1, d.restart)
+		s.phase(d.name+", then a scale-in", 5, minNodes, 0, nil)
+		t.Logf("%s: %d anomalies, %s", d.name, len(s.anomalies)-anomalies, time.Since(began).Round(time.Second))
 	}
 
 	summary := fmt.Sprintf("chaos: seed %d: %d rounds, %d worker kills (SIGKILL), %d dependency restarts, %d anomalies, %s",
