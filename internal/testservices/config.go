@@ -127,7 +127,7 @@ controller:
   autoscale:
     hosts:
       - name: %[11]s
-        uri: %[15]q
+        uri: %[15]s
     groups: %[12]s
 `, dir, FreePort(t), o.TemporalAddr, "tq-"+UniqueName(t, "q"),
 		mysql.Connection.URL, mysql.Connection.Database, mysql.Connection.Credentials.Username, mysql.Connection.Credentials.Password,
