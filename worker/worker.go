@@ -148,10 +148,15 @@ func New(cfg *config.Config, opts Options) (*Worker, error) {
 	}
 	for _, d := range w.deps {
 		if d.watch == nil {
-			d.watch = outage.NewWatch(w.log, d.target, "dependency", d.name, "config_key", d.key)
+			d.watch = w.newWatch(d.name, d.target, d.key)
 		}
 	}
 	return w, nil
+}
+
+// newWatch makes the watch that logs a dependency's outages, on the worker's own log.
+func (w *Worker) newWatch(name, target, key string) *outage.Watch {
+	return outage.NewWatch(w.log, target, "dependency", name, "config_key", key)
 }
 
 func (w *Worker) temporalDependency() *dependency {
@@ -227,7 +232,7 @@ func (w *Worker) hostDependency(h *servedHost) *dependency {
 	name, target := "libvirt/"+h.Name, fmt.Sprintf("libvirt at %s (host %s)", h.uri, h.Name)
 	// The connection reports its failed reconnections and timed-out calls to the same watch as
 	// the monitor's checks: one outage, one line.
-	watch := outage.NewWatch(w.log, target, "dependency", name, "config_key", h.key)
+	watch := w.newWatch(name, target, h.key)
 	return &dependency{
 		name:    name,
 		target:  target,
