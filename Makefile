@@ -1,7 +1,11 @@
 # PremiScale build, test and demo entry points. GNU make.
 #
 #   make build      bin/premiscale
-#   make test       start the test services (testenv/up), lint, then every test, serially
+#   make test       start the test services (testenv/up), lint, then every test, serially, and
+#                   each fuzz target for $(FUZZ_SHORT_TIME)
+#   make fuzz       each fuzz target for $(FUZZ_TIME) (FUZZ_TIME=30m make fuzz)
+#   make chaos      the chaos suite: the worker killed during scale-out and scale-in, every
+#                   dependency restarted, on private services (not part of make test)
 #   make unit       the tests that need no service
 #   make demo       a group of real VMs growing under load and shrinking back
 #   make demo-stop  delete the demo group (its VMs) and stop its worker
@@ -23,7 +27,7 @@ export PATH := $(GOBIN):$(PATH)
 WORKFLOWCHECK_VERSION := v0.6.0
 WORKFLOWCHECK := $(GOBIN)/workflowcheck
 
-.PHONY: build test lint unit demo demo-stop bench clean up down status
+.PHONY: build test lint unit demo demo-stop bench clean up down status fuzz fuzz-short chaos
 
 # The binary says what it is (premiscale version): the nearest tag, commits since and a
 # -dirty mark from git describe, and the full commit. Outside a git checkout it says "dev"
@@ -37,6 +41,26 @@ build:
 
 test: up lint
 	$(GO) test -count=1 -p 1 -timeout 25m ./...
+	$(MAKE) fuzz-short
+
+# Go native fuzz targets, as package:function. Inputs that found bugs are kept in each package's
+# testdata/fuzz/<function>, which plain go test runs too.
+FUZZ_TARGETS := ./internal/config:FuzzParse ./internal/checkin:FuzzHandler ./internal/cloudinit:FuzzRender
+FUZZ_SHORT_TIME ?= 20s
+FUZZ_TIME ?= 5m
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZ_TIME=$(FUZZ_SHORT_TIME)
+
+fuzz:
+	@for target in $(FUZZ_TARGETS); do \
+		pkg="$${target%%:*}"; fn="$${target##*:}"; \
+		echo "fuzz $$fn ($$pkg) for $(FUZZ_TIME)"; \
+		$(GO) test -count=1 -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_TIME) "$$pkg" || exit 1; \
+	done
+
+chaos: up
+	$(GO) test -tags chaos -count=1 -p 1 -run TestChaos -v -timeout 60m ./internal/chaos/
 
 lint: $(WORKFLOWCHECK)
 	@unformatted="$$(gofmt -l .)"; \
@@ -44,6 +68,7 @@ lint: $(WORKFLOWCHECK)
 		echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$unformatted"; exit 1; \
 	fi
 	$(GO) vet ./...
+	$(GO) vet -tags chaos ./internal/chaos/
 	$(WORKFLOWCHECK) ./workflows/...
 
 $(WORKFLOWCHECK):

@@ -48,8 +48,9 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 	}
 	seed, err := h.seed(p, mac)
 	if err != nil {
+		// The message carries the cause once; as the error's cause too it would be repeated.
 		return res, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("render the seed of instance %s: %v", p.Name, err), ErrTypeBadLaunchSpec, err)
+			fmt.Sprintf("render the seed of instance %s: %v", p.Name, err), ErrTypeBadLaunchSpec, nil)
 	}
 
 	if h.Images != nil {
@@ -58,7 +59,7 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 		progress := func(n int64) { activity.RecordHeartbeat(ctx, fmt.Sprintf("image: %d MiB copied", n>>20)) }
 		if _, err := h.Images.Ensure(ctx, h.Host, h.Hyper, im, progress); err != nil {
 			if errors.Is(err, images.ErrUnavailable) {
-				return res, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadLaunchSpec, err)
+				return res, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadLaunchSpec, nil)
 			}
 			return res, err
 		}
@@ -66,7 +67,7 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 	overlay := OverlayVolumeName(p.Name)
 	activity.RecordHeartbeat(ctx, "volume")
 	if res.VolumeCreated, err = h.Hyper.EnsureOverlayVolume(ctx, l.ImagePool, overlay, l.ImagePool, l.ImageVolume); err != nil {
-		return res, fmt.Errorf("create disk of instance %s on host %s: %w", p.Name, h.Host, err)
+		return res, launchError(fmt.Errorf("create disk of instance %s on host %s: %w", p.Name, h.Host, err))
 	}
 	disks := []libvirt.DiskSpec{{Pool: l.ImagePool, Volume: overlay, Target: "vda", Format: "qcow2"}}
 	if seed != nil {
@@ -80,7 +81,7 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 		// attempt is the same and is kept.
 		if !exists {
 			if err := h.Hyper.UploadVolume(ctx, l.ImagePool, name, seed); err != nil {
-				return res, fmt.Errorf("upload seed of instance %s on host %s: %w", p.Name, h.Host, err)
+				return res, launchError(fmt.Errorf("upload seed of instance %s on host %s: %w", p.Name, h.Host, err))
 			}
 			res.SeedCreated = true
 		}
@@ -98,11 +99,7 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 		return res, err
 	}
 	if res.DomainCreated, err = h.Hyper.EnsureDomainRunning(ctx, dom); err != nil {
-		err = fmt.Errorf("create domain of instance %s on host %s: %w", p.Name, h.Host, err)
-		if errors.Is(err, libvirt.ErrInvalidSpec) {
-			return res, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadLaunchSpec, err)
-		}
-		return res, err
+		return res, launchError(fmt.Errorf("create domain of instance %s on host %s: %w", p.Name, h.Host, err))
 	}
 	h.Logger.Info("instance created", "instance", p.Name, "group", p.Group, "host", h.Host,
 		"domain_created", res.DomainCreated, "volume_created", res.VolumeCreated, "seed_created", res.SeedCreated)
@@ -149,9 +146,21 @@ func (h *HostActivities) checkRoom(ctx context.Context, name string, l spec.Laun
 	}
 	if _, err := placement.Pick(spec.PlacementPack, []placement.Host{host}, shape); err != nil {
 		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("launch instance %s: %v", name, err), ErrTypeNoCapacity, err)
+			fmt.Sprintf("launch instance %s: %v", name, err), ErrTypeNoCapacity, nil)
 	}
 	return nil
+}
+
+// launchError is the error of a launch step: non-retryable when what the launch asks for is
+// wrong (libvirt.ErrInvalidSpec: a base image, pool, template, kernel or disk that does not
+// exist, a definition libvirt refuses), so the launch fails at once and the group's back-off
+// applies instead of retries that cannot work.
+func launchError(err error) error {
+	if errors.Is(err, libvirt.ErrInvalidSpec) {
+		// The message carries the cause once; as the error's cause too it would be repeated.
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadLaunchSpec, nil)
+	}
+	return err
 }
 
 // seed renders and packs the instance's NoCloud seed, or returns nil when the group has

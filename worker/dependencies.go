@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/premiscale/premiscale/internal/outage"
 )
 
 // Bounds on talking to a dependency. A connection attempt is bounded by the client's own
@@ -16,6 +18,9 @@ const (
 	// probes, however frequent, do not hammer the services.
 	checkTimeout = 3 * time.Second
 	checkTTL     = 5 * time.Second
+	// monitorInterval is how often a running worker checks each dependency by itself, so an
+	// outage is noticed (and logged, once) even when nothing else talks to the dependency.
+	monitorInterval = 5 * time.Second
 )
 
 // A dependency is a service the worker cannot work without: Temporal, MySQL, InfluxDB, or a
@@ -35,6 +40,9 @@ type dependency struct {
 	connect func(ctx context.Context) error
 	check   func(ctx context.Context) error
 	close   func()
+	// watch logs the dependency's outages once connected: once when one begins, once when it
+	// ends. Its checks report to it, and so may the clients that use it (a libvirt Conn).
+	watch *outage.Watch
 
 	// checkMu serialises checks and close, so a probe never uses a closed connection and
 	// concurrent probes share one check.
@@ -57,8 +65,17 @@ type depStatus struct {
 
 func (d *dependency) record(err error, connected bool) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.err, d.checkedAt, d.connected = err, time.Now(), connected
+	d.mu.Unlock()
+	if !connected || d.watch == nil {
+		// Before the first connection, start-up logs each attempt.
+		return
+	}
+	if err != nil {
+		d.watch.Fail(err)
+	} else {
+		d.watch.OK()
+	}
 }
 
 func (d *dependency) status() depStatus {
@@ -80,21 +97,25 @@ func (d *dependency) status() depStatus {
 	return s
 }
 
-// probe re-checks a connected dependency unless its last result is still fresh, and returns
-// the error of the check it made. Before the connection is made, the connection attempts are
-// the checks.
-func (d *dependency) probe(ctx context.Context) error {
+// probe re-checks a connected dependency unless its last result is younger than maxAge, and
+// returns the error of the check it made. Before the connection is made, the connection
+// attempts are the checks.
+func (d *dependency) probe(ctx context.Context, maxAge time.Duration) error {
 	d.checkMu.Lock()
 	defer d.checkMu.Unlock()
 	d.mu.Lock()
-	due := d.connected && time.Since(d.checkedAt) >= checkTTL
+	due := d.connected && time.Since(d.checkedAt) >= maxAge
 	d.mu.Unlock()
 	if !due {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	err := d.check(ctx)
+	err := d.check(cctx)
+	if ctx.Err() != nil {
+		// The worker is stopping: that says nothing about the dependency.
+		return nil
+	}
 	d.record(err, true)
 	return err
 }
@@ -185,5 +206,34 @@ func (w *Worker) dependencyComponent(d *dependency) component {
 		<-ctx.Done()
 		d.shutdown()
 		return nil
+	}}
+}
+
+// monitorComponent checks every dependency every monitorInterval for the life of the worker,
+// so that each outage is logged when it begins and when it ends, once, whoever else talks to
+// the dependency (their own lines about it are debug: see outage.Quiet). /readyz reuses these
+// checks.
+func (w *Worker) monitorComponent() component {
+	return component{name: "dependency monitor", run: func(ctx context.Context, up func()) error {
+		up()
+		tick := time.NewTicker(monitorInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+			}
+			var wg sync.WaitGroup
+			for _, d := range w.deps {
+				// Half the interval: a check /readyz made a moment ago is fresh enough.
+				wg.Go(func() {
+					if err := d.probe(ctx, monitorInterval/2); err != nil {
+						w.telemetry.DependencyError(d.name)
+					}
+				})
+			}
+			wg.Wait()
+		}
 	}}
 }

@@ -50,7 +50,7 @@ func (w *Worker) readiness(r *http.Request) readiness {
 	var wg sync.WaitGroup
 	for _, d := range w.deps {
 		wg.Go(func() {
-			if err := d.probe(ctx); err != nil {
+			if err := d.probe(ctx, checkTTL); err != nil {
 				w.telemetry.DependencyError(d.name)
 			}
 		})

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/premiscale/premiscale/activities"
@@ -35,6 +36,7 @@ import (
 	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/libvirt"
 	"github.com/premiscale/premiscale/internal/platform"
+	"github.com/premiscale/premiscale/internal/outage"
 	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
 	"github.com/premiscale/premiscale/internal/telemetry"
@@ -82,9 +84,14 @@ const (
 
 // Worker is a PremiScale worker. Build it with New and run it with Run, once.
 type Worker struct {
-	cfg     *config.Config
-	opts    Options
-	log     *slog.Logger
+	cfg  *config.Config
+	opts Options
+	log  *slog.Logger
+	// quiet is log for the components that talk to the dependencies (the Temporal SDK, the
+	// activities, the collectors, the check-in endpoint, the libvirt connections): their
+	// lines about a single call that failed because a dependency is unreachable are debug,
+	// as the dependency's watch logs its outage once (see outage.Quiet).
+	quiet   *slog.Logger
 	backoff backoff
 	started time.Time
 
@@ -119,12 +126,12 @@ func New(cfg *config.Config, opts Options) (*Worker, error) {
 		opts.Logger = slog.Default()
 	}
 	w := &Worker{
-		cfg: cfg, opts: opts, log: opts.Logger, phase: phaseNew,
+		cfg: cfg, opts: opts, log: opts.Logger, quiet: slog.New(outage.Quiet(opts.Logger.Handler())), phase: phaseNew,
 		backoff: backoff{initial: time.Second, max: 30 * time.Second},
 		conns:   map[string]*libvirt.Conn{},
 	}
 	c := cfg.Controller
-	m, err := influxdb.New(c.Databases.Timeseries.InfluxOptions(), w.log)
+	m, err := influxdb.New(c.Databases.Timeseries.InfluxOptions(), w.quiet)
 	if err != nil {
 		return nil, fmt.Errorf("controller.databases.timeseries: %w", err)
 	}
@@ -155,7 +162,17 @@ func New(cfg *config.Config, opts Options) (*Worker, error) {
 	for _, h := range w.hosts {
 		w.deps = append(w.deps, w.hostDependency(h))
 	}
+	for _, d := range w.deps {
+		if d.watch == nil {
+			d.watch = w.newWatch(d.name, d.target, d.key)
+		}
+	}
 	return w, nil
+}
+
+// newWatch makes the watch that logs a dependency's outages, on the worker's own log.
+func (w *Worker) newWatch(name, target, key string) *outage.Watch {
+	return outage.NewWatch(w.log, target, "dependency", name, "config_key", key)
 }
 
 func (w *Worker) temporalDependency() *dependency {
@@ -167,7 +184,7 @@ func (w *Worker) temporalDependency() *dependency {
 		key:    key,
 		// temporalclient's errors name the address, the namespace and the setting to look at.
 		connect: func(ctx context.Context) error {
-			tc, err := temporalclient.Dial(ctx, t, w.log.With("component", "temporal"), temporalclient.WithMetrics(w.telemetry.TemporalHandler()))
+			tc, err := temporalclient.Dial(ctx, t, w.quiet.With("component", "temporal"), temporalclient.WithMetrics(w.telemetry.TemporalHandler()))
 			if err != nil {
 				return err
 			}
@@ -224,13 +241,18 @@ func (w *Worker) timeseriesDependency() *dependency {
 
 func (w *Worker) hostDependency(h *servedHost) *dependency {
 	timeout := w.cfg.Controller.Databases.HostConnectionTimeout.Duration
+	name, target := "libvirt/"+h.Name, fmt.Sprintf("libvirt at %s (host %s)", h.uri, h.Name)
+	// The connection reports its failed reconnections and timed-out calls to the same watch as
+	// the monitor's checks: one outage, one line.
+	watch := w.newWatch(name, target, h.key)
 	return &dependency{
-		name:    "libvirt/" + h.Name,
-		target:  fmt.Sprintf("libvirt at %s (host %s)", h.uri, h.Name),
+		name:    name,
+		target:  target,
 		key:     h.key,
+		watch:   watch,
 		failure: fmt.Sprintf("connect to host %s (%s)", h.Name, h.key),
 		connect: func(ctx context.Context) error {
-			conn, err := libvirt.Dial(ctx, h.uri, libvirt.Options{CallTimeout: timeout, Logger: w.log.With("host", h.Name)})
+			conn, err := libvirt.Dial(ctx, h.uri, libvirt.Options{CallTimeout: timeout, Logger: w.quiet.With("host", h.Name), Outage: watch})
 			if err != nil {
 				return err
 			}
@@ -325,7 +347,7 @@ func (w *Worker) startup(ctx context.Context, comps *components) error {
 	if err := comps.start(w.driftComponents()...); err != nil {
 		return err
 	}
-	if err := comps.start(w.checkinComponent()); err != nil {
+	if err := comps.start(w.monitorComponent(), w.checkinComponent()); err != nil {
 		return err
 	}
 	if err := comps.start(w.collectorComponents()...); err != nil {
@@ -402,16 +424,17 @@ func (a *Worker) temporalWorkers() []sdkworker.Worker {
 	c := a.cfg.Controller
 	var workers []sdkworker.Worker
 	copier := a.imageCopier()
-	shared := sdkworker.New(a.temporal, c.Temporal.TaskQueue, sdkworker.Options{})
+	opts := sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{&activityErrors{}}}
+	shared := sdkworker.New(a.temporal, c.Temporal.TaskQueue, opts)
 	shared.RegisterWorkflow(workflows.GroupWorkflow)
 	shared.RegisterWorkflow(workflows.InstanceWorkflow)
-	shared.RegisterActivity(&activities.Activities{Store: a.store, Metrics: influxdb.Sources(a.metrics), Logger: a.log,
+	shared.RegisterActivity(&activities.Activities{Store: a.store, Metrics: influxdb.Sources(a.metrics), Logger: a.quiet,
 		HostDownAfter: a.cfg.Controller.Autoscale.HostDownAfter.Duration})
 	workers = append(workers, shared)
 	for _, h := range a.servedHosts() {
-		w := sdkworker.New(a.temporal, spec.HostTaskQueue(h.Name), sdkworker.Options{})
+		w := sdkworker.New(a.temporal, spec.HostTaskQueue(h.Name), opts)
 		w.RegisterActivity(&activities.HostActivities{
-			Host: h.Name, Hyper: a.conns[h.Name], Logger: a.log.With("host", h.Name), Allowance: h.Allowance(), Images: copier,
+			Host: h.Name, Hyper: a.conns[h.Name], Logger: a.quiet.With("host", h.Name), Allowance: h.Allowance(), Images: copier,
 			CheckinURL: func(instance string) string { return checkin.URL(c.Checkin.URL, a.secret, instance) },
 		})
 		workers = append(workers, w)
@@ -472,7 +495,7 @@ func (w *Worker) checkinComponent() component {
 		w.mu.Lock()
 		w.checkinAddr = ln.Addr().String()
 		w.mu.Unlock()
-		srv := &checkin.Server{Secret: w.secret, Instances: w.store, Signaler: w.temporal, Logger: w.log.With("component", "checkin"),
+		srv := &checkin.Server{Secret: w.secret, Instances: w.store, Signaler: w.temporal, Logger: w.quiet.With("component", "checkin"),
 			Observe: w.telemetry.Checkin}
 		w.log.Info("check-in endpoint listening", "address", ln.Addr().String(), "url", w.cfg.Controller.Checkin.URL)
 		up()
@@ -502,7 +525,7 @@ func (w *Worker) driftComponents() []component {
 	for _, h := range w.hosts {
 		s := &drift.Sweeper{
 			Host: h.Name, Hyper: h.conn, Store: w.store, Workflows: groupInstances{w.Groups()},
-			Grace: as.OrphanGracePeriod.Duration, Mode: as.Drift, Logger: w.log.With("component", "drift"),
+			Grace: as.OrphanGracePeriod.Duration, Mode: as.Drift, Logger: w.quiet.With("component", "drift"),
 		}
 		comps = append(comps, component{name: "drift sweep " + h.Name, run: func(ctx context.Context, up func()) error {
 			up()
@@ -541,7 +564,7 @@ func (w *Worker) hostwatchComponents() []component {
 		p := &hostwatch.Prober{
 			Host: h.Name, Hyper: h.conn, Store: w.store, Worker: id, Period: hostwatch.Period(as.HostDownAfter.Duration),
 			Allowance: h.Host.Allowance(),
-			Logger:    w.log.With("component", "hostwatch"),
+			Logger:    w.quiet.With("component", "hostwatch"),
 			OnProof:   w.hostMetrics,
 			OnError:   w.telemetry.DependencyError,
 		}
@@ -567,7 +590,7 @@ func (w *Worker) collectorComponents() []component {
 	interval := w.cfg.Controller.Databases.CollectionInterval.Duration
 	var comps []component
 	for _, h := range w.hosts {
-		c := collector.New(h.Name, h.conn, w.metrics, interval, w.log)
+		c := collector.New(h.Name, h.conn, w.metrics, interval, w.quiet)
 		c.OnRound, c.OnError = w.telemetry.CollectorRound, w.telemetry.DependencyError
 		comps = append(comps, component{name: "collector " + h.Name, run: func(ctx context.Context, up func()) error {
 			up()

@@ -119,7 +119,7 @@ func (in *instance) launch() (retired bool, err error) {
 			// The host filled up since placement chose it: the group places it again.
 			in.noRoom = true
 		}
-		return true, in.fail(fmt.Sprintf("launch failed: %v", err), false)
+		return true, in.fail("launch failed: "+failureReason(err), false)
 	}
 	if !p.Launch.Health.Checkin {
 		in.becomeRunning(workflow.Now(in.ctx), "")

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"path"
 	"sync"
 	"time"
 
@@ -125,10 +126,19 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// No method in the pattern: the mux's own 405 is plain text and unlogged, ours is neither.
 	mux.HandleFunc("/checkin/{instance}/{token}", s.serveCheckin)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	notFound := func(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, "", http.StatusNotFound, "no such endpoint (check-ins are POST /checkin/<instance>/<token>)", nil)
+	}
+	mux.HandleFunc("/", notFound)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The mux answers a path with "//", "." or ".." in it with a redirect to the clean one,
+		// without a reason and unlogged; a guest's POST does not follow it anyway.
+		if p := r.URL.Path; p == "" || path.Clean(p) != p && path.Clean(p)+"/" != p {
+			notFound(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
 	})
-	return mux
 }
 
 // body is what a check-in may say, from either content type. phone_home also sends

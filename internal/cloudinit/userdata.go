@@ -108,8 +108,12 @@ func renderUserPart(p Params, inst Instance) ([]byte, error) {
 	if err != nil {
 		return nil, templateError(src, err)
 	}
-	var out bytes.Buffer
+	out := limitedBuffer{limit: maxUserPartBytes}
 	if err := tmpl.Execute(&out, inst); err != nil {
+		if out.full {
+			return nil, fmt.Errorf("render %s: line %d: the cloud-config is larger than %d KiB after rendering (a loop in the template?)",
+				src, bytes.Count(out.Bytes(), []byte("\n"))+1, maxUserPartBytes>>10)
+		}
 		return nil, templateError(src, err)
 	}
 	rendered := out.Bytes()
@@ -126,6 +130,28 @@ func renderUserPart(p Params, inst Instance) ([]byte, error) {
 		return nil, nil
 	}
 	return rendered, nil
+}
+
+// maxUserPartBytes bounds a rendered user part. A template can loop ({{range 1000000000}}):
+// unbounded, it would fill the memory of every worker that launches the group's instances.
+// No cloud-config needs a MiB.
+const maxUserPartBytes = 1 << 20
+
+// limitedBuffer is a bytes.Buffer that refuses writes beyond limit, which stops the template.
+type limitedBuffer struct {
+	bytes.Buffer
+	limit int
+	full  bool
+}
+
+var errUserPartTooLarge = errors.New("rendered cloud-config too large")
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if l.Len()+len(p) > l.limit {
+		l.full = true
+		return 0, errUserPartTooLarge
+	}
+	return l.Buffer.Write(p)
 }
 
 var (

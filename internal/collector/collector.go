@@ -14,6 +14,7 @@ import (
 	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/influxdb"
 	"github.com/premiscale/premiscale/internal/libvirt"
+	"github.com/premiscale/premiscale/internal/outage"
 )
 
 // Source is where samples come from: a libvirt host (*libvirt.Conn).
@@ -77,6 +78,7 @@ func New(host string, src Source, sink Sink, interval time.Duration, logger *slo
 
 // Run samples now and then every Interval until ctx ends. A failed round is logged and the
 // next one runs as usual: losing metrics must never stop the worker, and so never scaling.
+// Failures are logged once, not once per round (see roundLog).
 func (c *Collector) Run(ctx context.Context) {
 	interval := c.Interval
 	if interval <= 0 {
@@ -84,9 +86,10 @@ func (c *Collector) Run(ctx context.Context) {
 	}
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
+	var rounds roundLog
 	for {
-		if err := c.Sample(ctx); err != nil && ctx.Err() == nil {
-			c.logger().Warn("metrics collection round failed", "err", err)
+		if err := c.Sample(ctx); ctx.Err() == nil {
+			rounds.log(c.logger(), err)
 		}
 		select {
 		case <-ctx.Done():
@@ -94,6 +97,33 @@ func (c *Collector) Run(ctx context.Context) {
 		case <-ticker.C:
 		}
 	}
+}
+
+// roundLog keeps a collector's log to a line per change: a round that fails as the one before
+// it did is debug, and the first good round after a logged failure says so. A round that failed
+// because InfluxDB or the host could not be reached is debug from the start: the worker's watch
+// of that dependency logs its outage, once.
+type roundLog struct {
+	failed  int    // rounds failed in a row
+	lastErr string // the last failure logged as a warning
+}
+
+func (r *roundLog) log(log *slog.Logger, err error) {
+	switch {
+	case err == nil:
+		if r.lastErr != "" {
+			log.Info("metrics collection recovered", "failed_rounds", r.failed)
+		}
+		*r = roundLog{}
+		return
+	case outage.IsUnreachable(err) || err.Error() == r.lastErr:
+		log.Debug("metrics collection round failed", "err", err, "failed_rounds", r.failed+1)
+	default:
+		log.Warn("metrics collection round failed; the same failure again will not be logged until a round succeeds",
+			"err", err, "failed_rounds", r.failed+1)
+		r.lastErr = err.Error()
+	}
+	r.failed++
 }
 
 // Sample runs one round: it writes one batch of domain samples (for the PremiScale domains

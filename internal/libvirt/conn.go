@@ -14,6 +14,8 @@ import (
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+
+	"github.com/premiscale/premiscale/internal/outage"
 )
 
 // DefaultCallTimeout bounds a call when Options.CallTimeout is zero.
@@ -28,7 +30,14 @@ const (
 
 // ErrTimeout is wrapped by every error returned because a libvirt call did
 // not answer within Options.CallTimeout.
-var ErrTimeout = errors.New("libvirt call timed out")
+var ErrTimeout error = timeoutError{}
+
+// timeoutError says Timeout, as net.Error does, so that callers (outage.IsUnreachable) take it
+// for a host that does not answer.
+type timeoutError struct{}
+
+func (timeoutError) Error() string { return "libvirt call timed out" }
+func (timeoutError) Timeout() bool { return true }
 
 // ErrClosed is returned by calls made after Close.
 var ErrClosed = errors.New("libvirt connection closed")
@@ -39,6 +48,10 @@ type Options struct {
 	// its own, so a hung daemon would otherwise hang the caller forever.
 	CallTimeout time.Duration
 	Logger      *slog.Logger
+	// Outage hears of every reconnection that fails or succeeds and every call that times
+	// out, and logs the host's outages: once when one begins, once when it ends. Nil means a
+	// watch of the Conn's own, on Logger. The Conn's lines about each attempt are debug.
+	Outage *outage.Watch
 }
 
 // Conn is a managed connection to one libvirt URI. It dials lazily, notices
@@ -49,6 +62,7 @@ type Conn struct {
 	parsed  *url.URL
 	timeout time.Duration
 	log     *slog.Logger
+	outage  *outage.Watch
 
 	mu          sync.Mutex
 	lv          *golibvirt.Libvirt // nil when not connected
@@ -88,6 +102,10 @@ func Dial(ctx context.Context, uri string, opts Options) (*Conn, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.log = c.log.With("uri", uri)
+	c.outage = opts.Outage
+	if c.outage == nil {
+		c.outage = outage.NewWatch(c.log, "libvirt at "+uri)
+	}
 	if _, err := c.client(ctx); err != nil {
 		return nil, err
 	}
@@ -191,8 +209,13 @@ func (c *Conn) client(ctx context.Context) (*golibvirt.Libvirt, error) {
 			backoff := min(minBackoff<<min(c.failures-1, 16), maxBackoff)
 			c.nextAttempt = time.Now().Add(backoff)
 			c.lastErr = err
+			failures, before := c.failures, c.connectedBefore
 			c.mu.Unlock()
-			c.log.Warn("libvirt connect failed", "err", err, "failures", c.failures, "retry_in", backoff)
+			c.log.Debug("libvirt connect failed", "err", err, "failures", failures, "retry_in", backoff)
+			// Before the first connection, Dial's caller hears of the failure itself.
+			if before {
+				c.outage.Fail(err)
+			}
 			return nil, err
 		}
 		if c.closed {
@@ -201,12 +224,13 @@ func (c *Conn) client(ctx context.Context) (*golibvirt.Libvirt, error) {
 			return nil, fmt.Errorf("use of %s: %w", c.uri, ErrClosed)
 		}
 		if c.connectedBefore {
-			c.log.Info("libvirt reconnected", "after_failures", c.failures)
+			c.log.Debug("libvirt reconnected", "after_failures", c.failures)
 		}
 		c.connectedBefore = true
 		c.failures, c.lastErr, c.nextAttempt = 0, nil, time.Time{}
 		c.lv = lv
 		c.mu.Unlock()
+		c.outage.OK()
 		go c.watch(lv)
 		return lv, nil
 	}
@@ -269,7 +293,8 @@ func (c *Conn) watch(lv *golibvirt.Libvirt) {
 	if c.lv == lv {
 		c.lv = nil
 		if !c.closed {
-			c.log.Warn("libvirt connection lost; will reconnect on next call")
+			// Not an outage yet: the next call redials, and only a failed redial is one.
+			c.log.Debug("libvirt connection lost; will reconnect on next call")
 		}
 	}
 }
@@ -328,9 +353,11 @@ func runBounded[T any](ctx context.Context, c *Conn, lv *golibvirt.Libvirt, what
 		}
 		return r.v, nil
 	case <-timer.C:
-		c.log.Warn("libvirt call timed out; dropping connection", "call", what, "timeout", timeout)
+		c.log.Debug("libvirt call timed out; dropping connection", "call", what, "timeout", timeout)
 		c.drop(lv)
-		return zero, fmt.Errorf("%s on %s: %w after %s", what, c.uri, ErrTimeout, timeout)
+		err := fmt.Errorf("%s on %s: %w after %s", what, c.uri, ErrTimeout, timeout)
+		c.outage.Fail(err)
+		return zero, err
 	case <-ctx.Done():
 		return zero, fmt.Errorf("%s on %s: %w", what, c.uri, ctx.Err())
 	}

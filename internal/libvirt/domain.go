@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
@@ -19,8 +20,27 @@ import (
 var ErrForeignDomain = errors.New("domain is not a PremiScale instance")
 
 // ErrInvalidSpec marks a domain spec that libvirt (or our own checks) rejects as such: retrying
-// the same spec cannot succeed.
+// the same spec cannot succeed. Besides definitions libvirt refuses, that is a base image,
+// storage pool, template domain, kernel, initrd or disk that does not exist.
 var ErrInvalidSpec = errors.New("invalid domain spec")
+
+// invalidSpec marks err with ErrInvalidSpec and leaves its message as it is: libvirt's own
+// message says what is wrong.
+func invalidSpec(err error) error { return invalidSpecError{err} }
+
+type invalidSpecError struct{ err error }
+
+func (e invalidSpecError) Error() string   { return e.err.Error() }
+func (e invalidSpecError) Unwrap() []error { return []error{ErrInvalidSpec, e.err} }
+
+// missingFile says whether err is libvirt failing on a file that does not exist ("unable to
+// stat: /boot/vmlinuz: No such file or directory", "Cannot access storage file …"): a system
+// error carrying ENOENT's message, as libvirt reports it for a domain's kernel or disks.
+func missingFile(err error) bool {
+	var le golibvirt.Error
+	return errors.As(err, &le) && le.Code == uint32(golibvirt.ErrSystemError) &&
+		strings.Contains(strings.ToLower(le.Message), syscall.ENOENT.Error())
+}
 
 // DomainState is a domain's lifecycle state, as libvirt names it.
 type DomainState string
@@ -148,6 +168,11 @@ func (c *Conn) EnsureDomainRunning(ctx context.Context, spec DomainSpec) (create
 		if state, serr := c.domainState(ctx, dom); serr == nil && state.Active() {
 			return created, nil
 		}
+		if missingFile(err) || hasCode(err, golibvirt.ErrXMLError, golibvirt.ErrXMLDetail, golibvirt.ErrConfigUnsupported) {
+			// A kernel, initrd or disk the definition names does not exist, or the
+			// hypervisor refuses the definition: starting again will not help.
+			err = invalidSpec(err)
+		}
 		return created, err
 	}
 	c.log.Info("started domain", "domain", spec.Name)
@@ -201,7 +226,7 @@ func (c *Conn) templateXML(ctx context.Context, spec DomainSpec) (string, error)
 		return l.DomainGetXMLDesc(dom, golibvirt.DomainXMLInactive|golibvirt.DomainXMLSecure)
 	})
 	if hasCode(err, golibvirt.ErrNoDomain) {
-		return "", fmt.Errorf("%w: domain %s: template domain %q does not exist on %s", ErrInvalidSpec, spec.Name, spec.Template, c.uri)
+		return "", invalidSpec(fmt.Errorf("template domain %q does not exist on %s", spec.Template, c.uri))
 	}
 	if err != nil {
 		return "", fmt.Errorf("define domain %s from template %s: %w", spec.Name, spec.Template, err)

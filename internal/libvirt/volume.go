@@ -43,6 +43,9 @@ func (c *Conn) EnsureVolume(ctx context.Context, pool, name string, capacityByte
 func (c *Conn) EnsureOverlayVolume(ctx context.Context, pool, name, basePool, baseVolume string) (created bool, err error) {
 	return c.ensureVolume(ctx, pool, name, func(ctx context.Context) (libvirtxml.StorageVolume, error) {
 		base, err := c.volumeInfo(ctx, basePool, baseVolume)
+		if hasCode(err, golibvirt.ErrNoStorageVol, golibvirt.ErrNoStoragePool) {
+			return libvirtxml.StorageVolume{}, invalidSpec(fmt.Errorf("base image %s/%s does not exist", basePool, baseVolume))
+		}
 		if err != nil {
 			return libvirtxml.StorageVolume{}, fmt.Errorf("base image: %w", err)
 		}
@@ -74,6 +77,9 @@ func (c *Conn) ensureVolume(ctx context.Context, pool, name string, build func(c
 	defer unlock()
 
 	p, err := c.lookupPool(ctx, pool)
+	if hasCode(err, golibvirt.ErrNoStoragePool) {
+		return false, invalidSpec(fmt.Errorf("%s on %s: storage pool %s does not exist", what, c.uri, pool))
+	}
 	if err != nil {
 		return false, err
 	}

@@ -243,7 +243,7 @@ func (s *Service) logTail() string {
 	if err != nil {
 		return fmt.Sprintf("(no log: %v)", err)
 	}
-	const keep = 4000
+	const keep = 2000
 	if len(b) > keep {
 		b = b[len(b)-keep:]
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
