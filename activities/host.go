@@ -120,7 +120,7 @@ func (h *HostActivities) checkRoom(ctx context.Context, name string, l spec.Laun
 	if l.Template != "" && (shape.VCPUs == 0 || shape.MemoryMiB == 0) {
 		vcpus, mem, err := h.Hyper.TemplateShape(ctx, l.Template)
 		if err != nil {
-			return err
+			return launchError(fmt.Errorf("create domain of instance %s on host %s: %w", name, h.Host, err))
 		}
 		if shape.VCPUs == 0 {
 			shape.VCPUs = vcpus

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/premiscale/premiscale/internal/outage"
 	"github.com/premiscale/premiscale/internal/policy"
 	"github.com/premiscale/premiscale/internal/spec"
 )
@@ -42,6 +43,9 @@ type Observation struct {
 	// Hosts are in the order asked; nil when they could not be read (HostsErr says why).
 	Hosts    []spec.Host
 	HostsErr string `json:",omitempty"`
+	// HostsUnreachable says HostsErr is MySQL being unreachable: the worker's watch reports
+	// that outage, once.
+	HostsUnreachable bool `json:",omitempty"`
 }
 
 // Observe reads a group's checks and its hosts' state in one activity: one round trip per
@@ -57,7 +61,7 @@ func (a *Activities) Observe(ctx context.Context, p ObserveParams) (Observation,
 	}
 	hosts, err := a.HostStates(ctx, p.Hosts)
 	if err != nil {
-		out.HostsErr = err.Error()
+		out.HostsErr, out.HostsUnreachable = err.Error(), outage.IsUnreachable(err)
 		return out, nil
 	}
 	out.Hosts = hosts

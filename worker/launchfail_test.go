@@ -38,8 +38,8 @@ func TestLaunchErrorsNoRetryCanFix(t *testing.T) {
 		{
 			name: "base image that does not exist", uri: "test:///default", pool: testPool,
 			image: "{pool}/{group}-missing.qcow2", shape: "domain: {vcpus: 1, memory: 64}",
-			cause: "base image {pool}/{group}-missing.qcow2 does not exist",
-			step:  "create disk of instance {group}-1 on host ",
+			cause: "it does not exist there, no image.source is set, and there is no other host to copy it from",
+			step:  "copy base image {pool}/{group}-missing.qcow2 onto host ",
 		},
 		{
 			name: "template domain that does not exist", uri: "test:///default", pool: testPool,

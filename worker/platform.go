@@ -20,7 +20,7 @@ func (w *Worker) platformComponent() component {
 		link, err := platform.New(platform.Config{
 			Platform: w.cfg.Controller.Platform, Agent: w.cfg, ConfigDir: w.opts.ConfigDir,
 			Store: w.store, Groups: w.Groups(), Hosts: hosts, Version: w.opts.Version,
-			Logger: w.log, Options: w.opts.Platform,
+			Logger: w.quiet, Options: w.opts.Platform,
 		})
 		up()
 		if err != nil {

@@ -64,7 +64,10 @@ func (g *group) observe(ctx workflow.Context, withChecks bool) map[string]policy
 		g.hosts = nil
 		return obs.Readings
 	}
-	if obs.HostsErr != "" {
+	switch {
+	case obs.HostsErr != "" && obs.HostsUnreachable:
+		g.logger.Debug("could not read host states", "group", g.eff.Name, "error", obs.HostsErr)
+	case obs.HostsErr != "":
 		g.logger.Warn("could not read host states", "group", g.eff.Name, "error", obs.HostsErr)
 	}
 	g.hosts = obs.Hosts

@@ -53,8 +53,9 @@ type PeerConn interface {
 	Close() error
 }
 
-// ErrUnavailable marks an image no retry can bring: no source and no host has it.
-var ErrUnavailable = errors.New("base image unavailable")
+// ErrUnavailable marks an image no retry can bring: not on the host, no source, and no other
+// host has it. Its message follows "copy base image pool/volume onto host NAME: ".
+var ErrUnavailable = errors.New("it does not exist there")
 
 // Copier copies base images onto hosts; one copy per host and image at a time, and a launch
 // that needs an image being copied waits for that copy.
@@ -67,6 +68,9 @@ type Copier struct {
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
+	// ready are the images this process found good on a host: a launch while MySQL is away
+	// still finds them without reading their records.
+	ready map[string]bool
 }
 
 // Image names a base image and where to find it.
@@ -84,8 +88,19 @@ func (im Image) String() string { return im.Pool + "/" + im.Volume }
 // missing or when an earlier copy was interrupted. It reports whether it copied. progress, if
 // not nil, is called as a copy goes (an activity's heartbeat).
 func (c *Copier) Ensure(ctx context.Context, host string, target Volumes, im Image, progress func(copied int64)) (bool, error) {
-	unlock := c.lock(host + "\x00" + im.String())
+	key := host + "\x00" + im.String()
+	unlock := c.lock(key)
 	defer unlock()
+	if c.isReady(key) {
+		exists, err := target.VolumeExists(ctx, im.Pool, im.Volume)
+		if err != nil {
+			return false, fmt.Errorf("look for base image %s on host %s: %w", im, host, err)
+		}
+		if exists {
+			return false, nil
+		}
+		c.setReady(key, false)
+	}
 	rec, recorded, err := c.Records.GetHostImage(ctx, host, im.Pool, im.Volume)
 	if err != nil {
 		return false, err
@@ -95,6 +110,7 @@ func (c *Copier) Ensure(ctx context.Context, host string, target Volumes, im Ima
 		return false, fmt.Errorf("look for base image %s on host %s: %w", im, host, err)
 	}
 	if exists && (!recorded || rec.State == state.ImageReady) {
+		c.setReady(key, true)
 		return false, nil
 	}
 	if exists {
@@ -112,6 +128,7 @@ func (c *Copier) Ensure(ctx context.Context, host string, target Volumes, im Ima
 	if err := c.Records.FinishImageCopy(ctx, host, im.Pool, im.Volume, sum, n); err != nil {
 		return false, err
 	}
+	c.setReady(key, true)
 	c.Logger.Info("base image copied", "host", host, "image", im.String(), "from", from, "bytes", n,
 		"seconds", time.Since(start).Round(time.Millisecond).Seconds())
 	return true, nil
@@ -154,11 +171,10 @@ func (c *Copier) copy(ctx context.Context, host string, target Volumes, im Image
 		}
 		tried = append(tried, fmt.Sprintf("%s: %v", p.Name, err))
 	}
-	what := "no other host"
-	if len(tried) > 0 {
-		what = strings.Join(tried, "; ")
+	if len(tried) == 0 {
+		return 0, "", "", fmt.Errorf("%w, no image.source is set, and there is no other host to copy it from", ErrUnavailable)
 	}
-	return 0, "", "", fmt.Errorf("%w: no image.source is set, and no host has it to copy from (%s)", ErrUnavailable, what)
+	return 0, "", "", fmt.Errorf("%w, no image.source is set, and no other host has it to copy from (%s)", ErrUnavailable, strings.Join(tried, "; "))
 }
 
 var errNotThere = errors.New("not there")
@@ -264,6 +280,21 @@ func (c *Copier) open(ctx context.Context, source string) (io.ReadCloser, int64,
 		return nil, 0, fmt.Errorf("download image.source %s: the server did not say how long it is (Content-Length), which an upload to libvirt needs", source)
 	}
 	return resp.Body, resp.ContentLength, nil
+}
+
+func (c *Copier) isReady(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ready[key]
+}
+
+func (c *Copier) setReady(key string, ready bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ready == nil {
+		c.ready = map[string]bool{}
+	}
+	c.ready[key] = ready
 }
 
 func (c *Copier) lock(key string) func() {

@@ -210,4 +210,36 @@ func TestCopyBaseImages(t *testing.T) {
 			t.Errorf("Ensure of an image nowhere = %v; want ErrUnavailable", err)
 		}
 	})
+	t.Run("an image found good is found again while MySQL is away", func(t *testing.T) {
+		im := Image{Pool: pool, Volume: "local.qcow2", Source: src, SHA256: sum}
+		away := &Copier{Records: store, Logger: slog.New(slog.DiscardHandler)}
+		if _, err := away.Ensure(ctx, host, target, im, nil); err != nil {
+			t.Fatal(err)
+		}
+		away.Records = unreachableRecords{}
+		if copied, err := away.Ensure(ctx, host, target, im, nil); err != nil || copied {
+			t.Errorf("Ensure with MySQL away, of an image this copier found good = %v, %v; want found", copied, err)
+		}
+		fresh := &Copier{Records: unreachableRecords{}, Logger: slog.New(slog.DiscardHandler)}
+		if _, err := fresh.Ensure(ctx, host, target, im, nil); err == nil {
+			t.Errorf("Ensure with MySQL away, by a copier that never saw the image, succeeded; it cannot know a copy was not cut short")
+		}
+	})
+}
+
+// unreachableRecords is a state database that does not answer.
+type unreachableRecords struct{}
+
+var errAway = errors.New("dial tcp 127.0.0.1:3306: connect: connection refused")
+
+func (unreachableRecords) BeginImageCopy(context.Context, string, string, string, string) error {
+	return errAway
+}
+
+func (unreachableRecords) FinishImageCopy(context.Context, string, string, string, string, int64) error {
+	return errAway
+}
+
+func (unreachableRecords) GetHostImage(context.Context, string, string, string) (state.HostImage, bool, error) {
+	return state.HostImage{}, false, errAway
 }
