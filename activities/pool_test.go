@@ -74,7 +74,10 @@ func TestWarmPoolActivitiesOnTheTestDriver(t *testing.T) {
 	}
 	for _, call := range []func() error{
 		func() error { _, err := env.ExecuteActivity(h.ResumeInstance, name); return err },
-		func() error { _, err := env.ExecuteActivity(h.ParkInstance, ParkInstanceParams{Name: name, State: spec.PoolStopped}); return err },
+		func() error {
+			_, err := env.ExecuteActivity(h.ParkInstance, ParkInstanceParams{Name: name, State: spec.PoolStopped})
+			return err
+		},
 	} {
 		var appErr *temporal.ApplicationError
 		if err := call(); !errors.As(err, &appErr) || appErr.Type() != ErrTypeDomainGone || !appErr.NonRetryable() {
