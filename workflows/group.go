@@ -93,9 +93,9 @@ type group struct {
 	pool                    bool
 	poolTaken, poolReturned []string
 	poolActed               bool
-	wfID      string
-	runID     string
-	logger    log.Logger
+	wfID                    string
+	runID                   string
+	logger                  log.Logger
 	// wake is signalled by update handlers so the main loop acts at once.
 	wake workflow.Channel
 }

@@ -183,7 +183,9 @@ func TestMaxNodesBoundsLivePlusPool(t *testing.T) {
 	withPool(env)
 	gs := poolSpec(2, spec.PoolStopped)
 	gs.Policy.Min, gs.Policy.Max = 2, 3
-	env.RegisterDelayedCallback(func() { update[spec.ScaleResult](env, spec.UpdateScale, spec.ScaleRequest{Min: intp(1), Desired: intp(1)}) }, 150*time.Second)
+	env.RegisterDelayedCallback(func() {
+		update[spec.ScaleResult](env, spec.UpdateScale, spec.ScaleRequest{Min: intp(1), Desired: intp(1)})
+	}, 150*time.Second)
 	var at []float64
 	for m := 0.25; m < 5; m += 0.25 {
 		at = append(at, m)
