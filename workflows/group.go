@@ -87,17 +87,18 @@ type group struct {
 	hosts []spec.Host
 	// rollActed is set by an evaluation whose roll step did something worth a decision-log row.
 	rollActed bool
+	wfID      string
+	runID     string
+	logger    log.Logger
+	// wake is signalled by update handlers so the main loop acts at once.
+	wake workflow.Channel
+
 	// pool is set for runs with the rules of changeWarmPool (see warmpool.go); poolTaken and
 	// poolReturned name what the current evaluation moved, poolActed says it did something
 	// worth a decision-log row.
 	pool                    bool
 	poolTaken, poolReturned []string
 	poolActed               bool
-	wfID                    string
-	runID                   string
-	logger                  log.Logger
-	// wake is signalled by update handlers so the main loop acts at once.
-	wake workflow.Channel
 }
 
 // GroupWorkflow keeps one autoscaling group at the size its policy asks for: every interval it
