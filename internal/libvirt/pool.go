@@ -189,3 +189,13 @@ func (c *Conn) markPool(ctx context.Context, dom golibvirt.Domain, live, pool bo
 			golibvirt.OptString{metadataPrefix}, golibvirt.OptString{MetadataNamespace}, impact)
 	})
 }
+
+// HasManagedSave says whether the named domain has a managed save image (a saved warm-pool
+// member); false for a domain that does not exist.
+func (c *Conn) HasManagedSave(ctx context.Context, name string) (bool, error) {
+	dom, found, err := c.lookupDomain(ctx, name)
+	if err != nil || !found {
+		return false, err
+	}
+	return c.hasManagedSave(ctx, dom)
+}
