@@ -40,8 +40,9 @@ func TestWarmPoolActivitiesOnTheTestDriver(t *testing.T) {
 	})
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
+	// The test driver is shared with every other test: room enough for all of their domains.
 	h := &HostActivities{Host: "local", Hyper: conn, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Allowance: spec.Allowance{CPUOvercommit: 1, MemoryOvercommit: 1}}
+		Allowance: spec.Allowance{CPUOvercommit: 100, MemoryOvercommit: 100}}
 	env.RegisterActivity(h)
 
 	l := spec.Launch{ImagePool: pool, ImageVolume: group + "-base.qcow2", Domain: spec.Domain{VCPUs: 1, Memory: 64},
