@@ -399,3 +399,31 @@ func TestPoolMembersSurviveContinueAsNew(t *testing.T) {
 		t.Errorf("carried %+v, want the pool members and 5 takes", next)
 	}
 }
+
+// TestAParkedMemberContinuesAsNew: a member waiting in the pool for a long time continues as
+// new, parked as it was, without parking again.
+func TestAParkedMemberContinuesAsNew(t *testing.T) {
+	f := newFakeFleet()
+	f.created["web-2"] = 1
+	env := newEnv(t, f)
+	p := withPool(env)
+	params := InstanceParams{Name: "web-2", Group: "web", Host: "h1", Index: 2, GroupWorkflowID: spec.GroupWorkflowID("web"),
+		Launch: testSpec().Launch, Running: true, Pool: spec.PoolSaved, Parked: spec.PoolSaved}
+	env.ExecuteWorkflow(InstanceWorkflow, params)
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("workflow ended with %v, want continue-as-new", err)
+	}
+	var next InstanceParams
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if next.Pool != spec.PoolSaved || next.Parked != spec.PoolSaved || !next.Running {
+		t.Errorf("carried %+v, want a member parked saved", next)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.parked["web-2"]) != 0 {
+		t.Errorf("a parked member was parked again: %v", p.parked)
+	}
+}
