@@ -95,9 +95,19 @@ func TestWarmPoolOnTheTestDriver(t *testing.T) {
         warmPool: {size: 2, state: saved, reuseOnScaleIn: true}
         scaling: {minNodes: 1, maxNodes: 5, increment: 3, cooldown: 0, scaleIn: {stabilizationWindow: 0}, resourceTarget: {cpu: 50}}`,
 		testservices.TestPool, group, host)
-	ac := testservices.WriteAgentConfigFor(t, testservices.AgentOptions{Group: group, Host: host, URI: "test:///default", GroupBody: body})
-	keepTestDriver(t, group)
-	conn := testDriverConn(t)
+	// A host of its own: the shared test driver's capacity is what every other test's domains
+	// leave, and placement would refuse launches on a crowded one.
+	lv := testservices.StartLibvirtd(t, testservices.LibvirtdOptions{})
+	ac := testservices.WriteAgentConfigFor(t, testservices.AgentOptions{Group: group, Host: host, URI: lv.TestURI(), GroupBody: body})
+	// The connection also keeps the private test driver's state alive between workers.
+	conn, err := libvirt.Dial(ctx, lv.TestURI(), libvirt.Options{CallTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatalf("connect to the private test driver: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := conn.EnsureVolume(ctx, testservices.TestPool, group+"-base.qcow2", 1<<30, "qcow2"); err != nil {
+		t.Fatalf("create base image: %v", err)
+	}
 	path := ac.Path
 	store, err := state.Open(ctx, ac.Config.Controller.Databases.State)
 	if err != nil {
