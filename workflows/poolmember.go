@@ -56,11 +56,14 @@ func (in *instance) inPool() (done bool, err error) {
 	for checks := 0; ; checks++ {
 		if checks >= healthChecksPerRun || workflow.GetInfo(in.ctx).GetContinueAsNewSuggested() {
 			// Signals that arrived meanwhile must not be lost with this run.
+			var lostReason string
 			switch {
 			case in.retire.ReceiveAsync(nil):
 				return true, in.retireNow()
 			case in.take.ReceiveAsync(nil):
 				return in.resume()
+			case in.lost.ReceiveAsync(&lostReason):
+				return true, in.whenLost(lostReason)
 			}
 			return true, workflow.NewContinueAsNewError(in.ctx, InstanceWorkflow, in.p)
 		}
