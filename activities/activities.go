@@ -96,6 +96,9 @@ type CreateInstanceParams struct {
 	// InstanceID is cloud-init's instance-id: unique per launch, stable across retries.
 	InstanceID string
 	Launch     spec.Launch
+	// Pool marks a warm-pool member: the collector reports no samples for it until a
+	// scale-out takes it.
+	Pool bool `json:",omitempty"`
 }
 
 // CreateInstanceResult says what the activity found or made.

@@ -33,6 +33,9 @@ type Hypervisor interface {
 	VolumeFileSize(ctx context.Context, pool, name string) (int64, error)
 	RemoveDomain(ctx context.Context, name string, grace time.Duration) (bool, error)
 	DeleteVolume(ctx context.Context, pool, name string) (bool, error)
+	// For warm pools.
+	ParkDomain(ctx context.Context, name string, state spec.PoolState, grace time.Duration) (spec.PoolState, error)
+	ResumeDomain(ctx context.Context, name string) (libvirt.Resumed, error)
 }
 
 // CreateInstance makes the instance's seed, its overlay disk and its domain, and starts it.
@@ -89,7 +92,7 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 	}
 
 	activity.RecordHeartbeat(ctx, "domain")
-	dom := libvirt.DomainSpec{Name: p.Name, Group: p.Group, Domain: l.Domain, Disks: disks, MAC: mac, Template: l.Template}
+	dom := libvirt.DomainSpec{Name: p.Name, Group: p.Group, Domain: l.Domain, Disks: disks, MAC: mac, Template: l.Template, Pool: p.Pool}
 	// Placement chose this host from a recent view of it; the check against what is defined on
 	// it now, made while no other launch on this host can define a domain, makes "a launch
 	// never goes to a host without room" hold when groups launch at the same moment.

@@ -47,6 +47,16 @@ func (f *fakeHypervisor) EnsureDomainRunning(_ context.Context, spec libvirt.Dom
 	return true, nil
 }
 
+func (f *fakeHypervisor) ParkDomain(_ context.Context, name string, state spec.PoolState, _ time.Duration) (spec.PoolState, error) {
+	f.calls = append(f.calls, "park "+name+" "+string(state))
+	return state, nil
+}
+
+func (f *fakeHypervisor) ResumeDomain(_ context.Context, name string) (libvirt.Resumed, error) {
+	f.calls = append(f.calls, "resume "+name)
+	return libvirt.ResumedRestored, nil
+}
+
 func (f *fakeHypervisor) LookupDomain(context.Context, string) (libvirt.Domain, bool, error) {
 	return libvirt.Domain{}, false, nil
 }

@@ -100,6 +100,9 @@ func (g *group) evaluate(ctx workflow.Context) {
 	case outcome != spec.OutcomeHeld:
 		reason = fmt.Sprintf("%s: would %s %d → %d, not acting; %s", outcome, ev.Action, ev.From, ev.To, ev.Reason)
 	}
+	if g.pool {
+		reason += g.poolStep(ctx, outcome)
+	}
 	if owed := g.st.ReplacementsOwed; owed > 0 {
 		reason += fmt.Sprintf("; %d replacements owed", owed)
 		if outcome != spec.OutcomeActed && owedLimit != "" {
@@ -120,9 +123,9 @@ func (g *group) evaluate(ctx workflow.Context) {
 		Winner: ev.Winner, Reason: reason, Outcome: outcome, Checks: ev.Checks,
 	}
 	g.logger.Info("evaluated", "group", g.eff.Name, "action", ev.Action, "from", ev.From, "to", ev.To, "outcome", outcome, "reason", reason)
-	g.logDecision(ctx, g.st.LastDecision, ev, len(notes) > 0 || g.rollActed)
+	g.logDecision(ctx, g.st.LastDecision, ev, len(notes) > 0 || g.rollActed || g.poolActed)
 	g.metrics(ctx).evaluated(g)
-	g.rollActed = false
+	g.rollActed, g.poolActed = false, false
 	g.publish(ctx)
 }
 

@@ -66,6 +66,8 @@ type GroupState struct {
 	// SequenceLoaded is set once the highest sequence used by an earlier incarnation of the
 	// group was read from the state database, so names never repeat across incarnations.
 	SequenceLoaded bool
+	// PoolTaken counts the instances scale-outs took from the warm pool.
+	PoolTaken int `json:",omitempty"`
 }
 
 // NewGroupState is the starting state of a group.
@@ -92,6 +94,13 @@ type group struct {
 	logger  log.Logger
 	// wake is signalled by update handlers so the main loop acts at once.
 	wake workflow.Channel
+
+	// pool is set for runs with the rules of changeWarmPool (see warmpool.go); poolTaken and
+	// poolReturned name what the current evaluation moved, poolActed says it did something
+	// worth a decision-log row.
+	pool                    bool
+	poolTaken, poolReturned []string
+	poolActed               bool
 }
 
 // GroupWorkflow keeps one autoscaling group at the size its policy asks for: every interval it
@@ -107,6 +116,7 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 	// operator bounds into it, and dropped replacements the limits refused.
 	g.intent = workflow.GetVersion(ctx, changeOperatorIntent, workflow.DefaultVersion, 1) >= 1
 	g.fleet = g.intent && workflow.GetVersion(ctx, changeFleet, workflow.DefaultVersion, 1) >= 1
+	g.pool = g.fleet && workflow.GetVersion(ctx, changeWarmPool, workflow.DefaultVersion, 1) >= 1
 	g.refresh()
 	if err := g.registerHandlers(ctx); err != nil {
 		return err
@@ -304,6 +314,7 @@ func (g *group) status() spec.GroupStatus {
 		ReplacementsOwed: g.st.ReplacementsOwed,
 		Roll:             g.rollStatus(),
 		Hosts:            g.eff.Hosts,
+		Pool:             g.poolStatus(),
 	}
 	if l := g.eff.Launch; l.ImageVolume != "" {
 		s.Image = l.ImagePool + "/" + l.ImageVolume

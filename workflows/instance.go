@@ -34,6 +34,11 @@ type InstanceParams struct {
 	// waits for the host to answer again, to remove the VM.
 	Lost       bool   `json:",omitempty"`
 	LostReason string `json:",omitempty"`
+	// Pool is the pool state of a warm-pool member, "" for a member of the group: it is booted
+	// once, then parked in that state until a scale-out takes it (see poolmember.go).
+	Pool spec.PoolState `json:",omitempty"`
+	// Parked is the state the member is parked in, "" until it is.
+	Parked spec.PoolState `json:",omitempty"`
 }
 
 // hostScheduleToStart is how long a host activity may wait for the host's worker before the
@@ -62,6 +67,9 @@ type instance struct {
 	retire  workflow.ReceiveChannel
 	checkin workflow.ReceiveChannel
 	lost    workflow.ReceiveChannel
+	// take and park move an instance between the warm pool and the group.
+	take workflow.ReceiveChannel
+	park workflow.ReceiveChannel
 	// fleet is set for runs with the rules of changeFleet.
 	fleet bool
 	// noRoom is set when the host's worker refused the launch for lack of room.
@@ -78,6 +86,8 @@ func InstanceWorkflow(ctx workflow.Context, p InstanceParams) error {
 		retire:  workflow.GetSignalChannel(ctx, spec.SignalRetire),
 		checkin: workflow.GetSignalChannel(ctx, spec.SignalCheckin),
 		lost:    workflow.GetSignalChannel(ctx, spec.SignalLost),
+		take:    workflow.GetSignalChannel(ctx, spec.SignalTake),
+		park:    workflow.GetSignalChannel(ctx, spec.SignalPark),
 	}
 	in.fleet = workflow.GetVersion(ctx, changeFleet, workflow.DefaultVersion, 1) >= 1
 	if p.Lost {
@@ -89,14 +99,28 @@ func InstanceWorkflow(ctx workflow.Context, p InstanceParams) error {
 			return err
 		}
 	}
-	return in.watch()
+	// An instance moves between the group and its warm pool (taken by a scale-out, returned
+	// by a scale-in with reuseOnScaleIn) until it is retired; only a group with a warm pool
+	// sends the signals that move it, so the history of any other instance is as it was.
+	for {
+		if in.p.Pool != "" {
+			if done, err := in.inPool(); done || err != nil {
+				return err
+			}
+		}
+		park, err := in.watch()
+		if err != nil || park == "" {
+			return err
+		}
+		in.p.Pool = park
+	}
 }
 
 // launch creates the VM and waits for it to check in. It returns retired=true when the
 // instance was retired (or failed) while launching.
 func (in *instance) launch() (retired bool, err error) {
 	p := in.p
-	in.record(spec.StateLaunching, "")
+	in.record(in.state(spec.StateLaunching), "")
 	var h *activities.HostActivities
 	cctx := workflow.WithActivityOptions(in.ctx, workflow.ActivityOptions{
 		TaskQueue:              spec.HostTaskQueue(p.Host),
@@ -113,6 +137,7 @@ func (in *instance) launch() (retired bool, err error) {
 		// The run ID is unique per launch and stable across retries: cloud-init's instance-id.
 		InstanceID: p.Name + "-" + workflow.GetInfo(in.ctx).WorkflowExecution.RunID,
 		Launch:     p.Launch,
+		Pool:       p.Pool != "",
 	}
 	if err := workflow.ExecuteActivity(cctx, h.CreateInstance, create).Get(in.ctx, nil); err != nil {
 		if in.fleet && isApplicationError(err, activities.ErrTypeNoCapacity) {
@@ -121,13 +146,20 @@ func (in *instance) launch() (retired bool, err error) {
 		}
 		return true, in.fail("launch failed: "+failureReason(err), false)
 	}
+	if p.Pool != "" {
+		// The group places what is not defined yet on its own; from now on the host's
+		// report holds the member.
+		in.notify(spec.StateWarming, "", false)
+	}
 	if !p.Launch.Health.Checkin {
-		in.becomeRunning(workflow.Now(in.ctx), "")
+		in.booted(workflow.Now(in.ctx), "")
 		return false, nil
 	}
 
-	in.record(spec.StateBooting, "")
-	in.notify(spec.StateBooting, "", false)
+	if p.Pool == "" {
+		in.record(spec.StateBooting, "")
+		in.notify(spec.StateBooting, "", false)
+	}
 	timerCtx, cancel := workflow.WithCancel(in.ctx)
 	defer cancel()
 	timeout := workflow.NewTimer(timerCtx, p.Launch.Health.BootTimeout)
@@ -149,8 +181,31 @@ func (in *instance) launch() (retired bool, err error) {
 		return true, in.fail(fmt.Sprintf("no check-in within the boot timeout of %s", p.Launch.Health.BootTimeout), true)
 	}
 	in.logger.Info("instance checked in", "instance", p.Name, "address", signal.Address)
-	in.becomeRunning(workflow.Now(in.ctx), signal.Address)
+	in.booted(workflow.Now(in.ctx), signal.Address)
 	return false, nil
+}
+
+// booted follows a launch that came up: a member of the group runs; a warm-pool member is
+// parked next (see inPool).
+func (in *instance) booted(at time.Time, address string) {
+	if in.p.Pool == "" {
+		in.becomeRunning(at, address)
+		return
+	}
+	in.p.Running = true
+	in.p.LastHealthy = at
+	if address != "" && in.p.Address == "" {
+		in.p.Address = address
+	}
+}
+
+// state is what an instance in launch state s is called: a warm-pool member is warming until
+// it is parked.
+func (in *instance) state(s spec.InstanceState) spec.InstanceState {
+	if in.p.Pool != "" && (s == spec.StateLaunching || s == spec.StateBooting) {
+		return spec.StateWarming
+	}
+	return s
 }
 
 func (in *instance) becomeRunning(at time.Time, address string) {
@@ -163,40 +218,48 @@ func (in *instance) becomeRunning(at time.Time, address string) {
 	in.notify(spec.StateRunning, "", false)
 }
 
-// watch health-checks a running instance until it is retired or found unhealthy.
-func (in *instance) watch() error {
+// watch health-checks a running instance until it is retired or found unhealthy, or its group
+// returns it to the warm pool: it then returns the pool state to park in.
+func (in *instance) watch() (spec.PoolState, error) {
 	interval := in.p.Launch.Health.CheckInterval()
 	for checks := 0; ; checks++ {
 		if checks >= healthChecksPerRun || workflow.GetInfo(in.ctx).GetContinueAsNewSuggested() {
 			// A retire signal that arrived meanwhile must not be lost with this run.
 			if in.retire.ReceiveAsync(nil) {
-				return in.retireNow()
+				return "", in.retireNow()
 			}
-			return workflow.NewContinueAsNewError(in.ctx, InstanceWorkflow, in.p)
+			var park spec.PoolState
+			if in.park.ReceiveAsync(&park) {
+				return park, nil
+			}
+			return "", workflow.NewContinueAsNewError(in.ctx, InstanceWorkflow, in.p)
 		}
 		timerCtx, cancel := workflow.WithCancel(in.ctx)
 		timer := workflow.NewTimer(timerCtx, interval)
 		retire, lost := false, false
 		var lostReason string
+		var park spec.PoolState
 		sel := workflow.NewSelector(in.ctx)
 		sel.AddReceive(in.retire, func(c workflow.ReceiveChannel, _ bool) { c.Receive(in.ctx, nil); retire = true })
 		sel.AddReceive(in.lost, func(c workflow.ReceiveChannel, _ bool) { c.Receive(in.ctx, &lostReason); lost = true })
+		sel.AddReceive(in.park, func(c workflow.ReceiveChannel, _ bool) { c.Receive(in.ctx, &park) })
 		// Repeated check-ins (a re-run of phone_home) carry nothing new.
 		sel.AddReceive(in.checkin, func(c workflow.ReceiveChannel, _ bool) { c.Receive(in.ctx, nil) })
 		sel.AddFuture(timer, func(workflow.Future) {})
 		sel.Select(in.ctx)
 		cancel()
-		if lost {
-			return in.whenLost(lostReason)
-		}
-		if retire {
-			return in.retireNow()
-		}
-		if interval == 0 {
+		switch {
+		case lost:
+			return "", in.whenLost(lostReason)
+		case retire:
+			return "", in.retireNow()
+		case park != "":
+			return park, nil
+		case interval == 0:
 			continue
 		}
 		if reason := in.checkHealth(); reason != "" {
-			return in.fail(reason, true)
+			return "", in.fail(reason, true)
 		}
 	}
 }

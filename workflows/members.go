@@ -19,6 +19,14 @@ import (
 // launches keep failing backs off. It returns how many it launched and, if fewer, why.
 // replacement marks the instances as replacements of failed ones.
 func (g *group) launchUpTo(ctx workflow.Context, n int, why string, replacement bool) (int, string) {
+	// The warm pool first: its members are not bound by the launch limits, they are owned already.
+	if taken := g.takeFromPool(ctx, n, why, replacement); taken > 0 {
+		if taken == n {
+			return n, ""
+		}
+		launched, limit := g.launchUpTo(ctx, n-taken, why, replacement)
+		return taken + launched, limit
+	}
 	now := workflow.Now(ctx)
 	if l := g.st.Launches; now.Before(l.BlockedUntil) {
 		return 0, fmt.Sprintf("launch failing: %s (%d in a row; next attempt after %s)",
@@ -51,7 +59,7 @@ func (g *group) launchUpTo(ctx workflow.Context, n int, why string, replacement 
 		if err != nil {
 			return launched, err.Error()
 		}
-		if !g.launch(ctx, why, host, replacement) {
+		if !g.launch(ctx, why, host, replacement, "") {
 			return launched, "no free static address"
 		}
 		for i := range hosts {
@@ -117,8 +125,9 @@ func (g *group) inFlight() int {
 }
 
 // launch starts one InstanceWorkflow on host; false when static networking has no address
-// left. replacement marks the instance as the replacement of a failed one.
-func (g *group) launch(ctx workflow.Context, why, host string, replacement bool) bool {
+// left. replacement marks the instance as the replacement of a failed one; pool, when set,
+// launches a warm-pool member to be parked in that state.
+func (g *group) launch(ctx workflow.Context, why, host string, replacement bool, pool spec.PoolState) bool {
 	address := ""
 	if g.eff.Launch.Networking.Type == spec.NetworkStatic {
 		a, ok := placement.FreeAddress(g.eff.StaticAddresses, g.st.Instances)
@@ -140,6 +149,9 @@ func (g *group) launch(ctx workflow.Context, why, host string, replacement bool)
 		Replacement: replacement,
 		Generation:  g.st.Generation,
 	}
+	if pool != "" {
+		ref.State = spec.StateWarming
+	}
 	g.st.Instances = append(g.st.Instances, ref)
 	g.metrics(ctx).launched(host)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
@@ -149,7 +161,7 @@ func (g *group) launch(ctx workflow.Context, why, host string, replacement bool)
 	})
 	params := InstanceParams{
 		Name: ref.Name, Group: g.eff.Name, Host: ref.Host, Index: ref.Seq, Address: address,
-		Launch: g.eff.Launch, GroupWorkflowID: g.wfID,
+		Launch: g.eff.Launch, GroupWorkflowID: g.wfID, Pool: pool,
 	}
 	child := workflow.ExecuteChildWorkflow(cctx, InstanceWorkflow, params)
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
@@ -173,13 +185,16 @@ type statusEffect struct {
 	lost bool
 	// rolled: a rolling replacement launched it, beyond the group's size.
 	rolled bool
+	// pool: it was a warm-pool member, which the pool's refill replaces; resuming: a
+	// scale-out had taken it from the pool, and the group still wants it.
+	pool, resuming bool
 }
 
 // replaceAtOnce is the rule of runs before changeOperatorIntent: a failure that calls for a
 // replacement now, one at a time, none while launches back off.
 func (fx statusEffect) replaceAtOnce(st spec.InstanceStatus, backingOff bool) bool {
 	switch {
-	case !fx.failed:
+	case !fx.failed || fx.pool:
 		return false
 	case fx.wasLaunch:
 		return st.Replace && !backingOff
@@ -190,7 +205,7 @@ func (fx statusEffect) replaceAtOnce(st spec.InstanceStatus, backingOff bool) bo
 // owed says whether the failure leaves the group owing a replacement: an instance the group
 // still wanted went bad (st.Replace), or a replacement's own launch failed.
 func (fx statusEffect) owed(st spec.InstanceStatus) bool {
-	return fx.lost || fx.failed && !fx.wasRetiring && !fx.rolled && (st.Replace || fx.wasReplacement || fx.noRoom)
+	return fx.lost || fx.failed && !fx.wasRetiring && !fx.rolled && !fx.pool && (st.Replace || fx.wasReplacement || fx.noRoom || fx.resuming)
 }
 
 // applyStatus moves an instance forward; late or repeated reports never move it back.
@@ -209,11 +224,12 @@ func (g *group) applyStatus(ctx workflow.Context, st spec.InstanceStatus) status
 				return statusEffect{}
 			}
 			g.logger.Warn("instance failed", "instance", st.Name, "reason", st.Reason)
-			fx := statusEffect{failed: true, wasRetiring: ref.State == spec.StateRetiring, wasReplacement: ref.Replacement, rolled: ref.Rolled}
+			fx := statusEffect{failed: true, wasRetiring: ref.State == spec.StateRetiring, wasReplacement: ref.Replacement, rolled: ref.Rolled,
+				pool: spec.InPool(ref.State), resuming: ref.State == spec.StateResuming}
 			if ref.Rolled {
 				g.rollFailed(st.Name, st.Reason)
 			}
-			if ref.State == spec.StateLaunching || ref.State == spec.StateBooting {
+			if ref.State == spec.StateLaunching || ref.State == spec.StateBooting || ref.State == spec.StateWarming {
 				// It never ran: that is a failed launch, and enough of them in a row stop
 				// the group from creating more until a back-off passes. A host that had no
 				// room after all is no failure of the launch: it goes elsewhere.
@@ -236,8 +252,15 @@ func (g *group) applyStatus(ctx workflow.Context, st spec.InstanceStatus) status
 				g.st.Instances[i].State = spec.StateBooting
 			}
 		case spec.StateRunning:
-			if ref.State == spec.StateLaunching || ref.State == spec.StateBooting {
+			if ref.State == spec.StateLaunching || ref.State == spec.StateBooting || ref.State == spec.StateResuming {
 				g.st.Instances[i].State = spec.StateRunning
+				g.st.Launches = spec.LaunchHealth{}
+			}
+		case spec.StateWarming:
+			g.st.Instances[i].Defined = true
+		case spec.StateWarm:
+			if ref.State == spec.StateWarming {
+				g.st.Instances[i].State, g.st.Instances[i].Defined = spec.StateWarm, true
 				g.st.Launches = spec.LaunchHealth{}
 			}
 		}
@@ -286,6 +309,9 @@ func (g *group) retire(ctx workflow.Context, n int, force bool) int {
 		candidates = candidates[:n]
 	}
 	for _, c := range candidates {
+		if !force && g.returnToPool(ctx, c) {
+			continue
+		}
 		g.setState(c.Name, spec.StateRetiring)
 		g.metrics(ctx).retired(c.Host)
 		if err := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(c.Name), "", spec.SignalRetire, nil).Get(ctx, nil); err != nil {

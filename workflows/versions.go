@@ -23,4 +23,10 @@ const (
 	// for it without blocking the group; a launch refused for lack of room is tried again
 	// elsewhere without counting as a failed launch.
 	changeFleet = "fleet"
+	// changeWarmPool: a group keeps its warm pool (warmPool in the spec): launches take pool
+	// members first, every evaluation trims and refills the pool, a scale-in may return
+	// instances to it. InstanceWorkflow needs no change ID of its own: what is new there runs
+	// only for members launched into a pool (InstanceParams.Pool) or on the take and park
+	// signals, which only a group with a pool sends.
+	changeWarmPool = "warm-pool"
 )

@@ -266,6 +266,9 @@ func printStatus(w io.Writer, s groupctl.Status) {
 	if r := s.Roll; r != nil {
 		fmt.Fprintf(w, "Roll:\t%s\n", rollProgress(*r))
 	}
+	if p := s.Pool; p != nil {
+		fmt.Fprintf(w, "Warm pool:\t%s\n", poolSummary(*p))
+	}
 	if s.Image != "" {
 		fmt.Fprintf(w, "Image:\t%s: %s\n", s.Image, imageHosts(s))
 	}
@@ -288,6 +291,21 @@ func printStatus(w io.Writer, s groupctl.Status) {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", in.Name, in.Host, in.State, in.LaunchedAt.Local().Format(time.DateTime), addr)
 	}
+}
+
+// poolSummary says what the warm pool holds: "2 of 3 ready (saved), 1 warming; 5 taken so far".
+func poolSummary(p spec.PoolStatus) string {
+	out := fmt.Sprintf("%d of %d ready (%s)", p.Ready, p.Size, p.State)
+	if p.Size == 0 {
+		out = fmt.Sprintf("%d ready, being retired (the pool was removed)", p.Ready)
+	}
+	if p.Warming > 0 {
+		out += fmt.Sprintf(", %d warming", p.Warming)
+	}
+	if p.ReuseOnScaleIn {
+		out += "; scale-ins return instances to it"
+	}
+	return out + fmt.Sprintf("; %d taken so far", p.Taken)
 }
 
 // rollProgress says how far a rolling replacement got, and why it stopped if it did.

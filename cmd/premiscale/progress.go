@@ -128,7 +128,7 @@ func summarize(s spec.GroupStatus) string {
 		counts[in.State]++
 	}
 	var others []string
-	for _, st := range []spec.InstanceState{spec.StateLaunching, spec.StateBooting, spec.StateRetiring} {
+	for _, st := range []spec.InstanceState{spec.StateLaunching, spec.StateBooting, spec.StateResuming, spec.StateRetiring, spec.StateWarming, spec.StateWarm} {
 		if n := counts[st]; n > 0 {
 			others = append(others, fmt.Sprintf("%d %s", n, st))
 		}
@@ -161,7 +161,7 @@ func ready(s spec.GroupStatus) bool {
 		switch in.State {
 		case spec.StateRunning:
 			running++
-		case spec.StateLaunching, spec.StateBooting:
+		case spec.StateLaunching, spec.StateBooting, spec.StateResuming:
 			return false
 		}
 	}

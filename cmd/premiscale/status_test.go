@@ -54,3 +54,24 @@ func TestRollProgress(t *testing.T) {
 		})
 	}
 }
+
+func TestPoolSummary(t *testing.T) {
+	tests := []struct {
+		name string
+		pool spec.PoolStatus
+		want string
+	}{
+		{"filling", spec.PoolStatus{Size: 3, State: spec.PoolSaved, Ready: 2, Warming: 1, Taken: 5},
+			"2 of 3 ready (saved), 1 warming; 5 taken so far"},
+		{"reused", spec.PoolStatus{Size: 2, State: spec.PoolStopped, Ready: 2, ReuseOnScaleIn: true},
+			"2 of 2 ready (stopped); scale-ins return instances to it; 0 taken so far"},
+		{"removed", spec.PoolStatus{Ready: 1, Taken: 1}, "1 ready, being retired (the pool was removed); 1 taken so far"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := poolSummary(tt.pool); got != tt.want {
+				t.Errorf("poolSummary = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -171,8 +171,10 @@ func (c *Collector) sampleDomains(ctx context.Context) error {
 	samples := make([]influxdb.DomainSample, 0, len(stats))
 	for _, s := range stats {
 		d, ok := byName[s.Name]
-		if !ok || !s.State.Active() {
-			continue // not ours to report on
+		if !ok || !s.State.Active() || d.Pool {
+			// Not ours to report on; a warm-pool member (a running one, or one being parked)
+			// is no part of its group's metrics until a scale-out takes it.
+			continue
 		}
 		if s.CPUTimeNs == 0 {
 			// The driver reports no CPU time (the test driver): a 0% point would read as

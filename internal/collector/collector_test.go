@@ -111,6 +111,13 @@ func dom(name, group string, vcpus int) libvirt.Domain {
 	return libvirt.Domain{Name: name, Group: group, State: libvirt.StateRunning, VCPUs: vcpus}
 }
 
+// pooled is a running warm-pool member of group web with 2 vCPUs.
+func pooled(name string) libvirt.Domain {
+	d := dom(name, "web", 2)
+	d.Pool = true
+	return d
+}
+
 func running(name string, vcpus int, cpuNs uint64) libvirt.DomainStats {
 	return libvirt.DomainStats{Name: name, State: libvirt.StateRunning, VCPUs: vcpus, CPUTimeNs: cpuNs}
 }
@@ -188,6 +195,16 @@ func TestSample(t *testing.T) {
 			{advance: sec, managed: []libvirt.Domain{web1}, stats: []libvirt.DomainStats{running("web-1", 2, 9e9)}},
 			{advance: sec, managed: []libvirt.Domain{web1}, stats: []libvirt.DomainStats{running("web-1", 2, 10e9)},
 				want: []want{{"web-1", "web", 50, nil}}},
+		}},
+		{"a warm-pool member is left out until a scale-out takes it", []round{
+			{managed: []libvirt.Domain{web1, pooled("web-2")}, stats: []libvirt.DomainStats{running("web-1", 2, 1e9), running("web-2", 2, 1e9)}},
+			{advance: sec, managed: []libvirt.Domain{web1, pooled("web-2")}, stats: []libvirt.DomainStats{running("web-1", 2, 2e9), running("web-2", 2, 1.1e9)},
+				want: []want{{"web-1", "web", 50, nil}}},
+			// Taken: its first round is a baseline, so its idle time in the pool never counts.
+			{advance: sec, managed: []libvirt.Domain{web1, dom("web-2", "web", 2)}, stats: []libvirt.DomainStats{running("web-1", 2, 3e9), running("web-2", 2, 1.2e9)},
+				want: []want{{"web-1", "web", 50, nil}}},
+			{advance: sec, managed: []libvirt.Domain{web1, dom("web-2", "web", 2)}, stats: []libvirt.DomainStats{running("web-1", 2, 4e9), running("web-2", 2, 2.2e9)},
+				want: []want{{"web-1", "web", 50, nil}, {"web-2", "web", 50, nil}}},
 		}},
 		{"stopped domain forgotten", []round{
 			{managed: []libvirt.Domain{web1}, stats: []libvirt.DomainStats{running("web-1", 2, 1e9)}},

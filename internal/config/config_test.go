@@ -1315,7 +1315,7 @@ groups:
 		{
 			name: "nil config skips the host check",
 			yaml: "version: v1alpha1\ngroups:\n  api:\n    image: a/b\n    name: tmpl\n    hosts: [anything]\n    scaling: {maxNodes: 1, resourceTarget: {cpu: 50}}\n    bogus: 1\n",
-			want: []string{"groups.api.bogus: unknown key (allowed keys here: cloud-init, domain, health, hosts, image, name, networking, placement, rollout, scaling)"},
+			want: []string{"groups.api.bogus: unknown key (allowed keys here: cloud-init, domain, health, hosts, image, name, networking, placement, rollout, scaling, warmPool)"},
 		},
 	}
 	for _, tt := range tests {

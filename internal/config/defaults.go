@@ -45,6 +45,7 @@ const (
 	DefaultPlacement         = string(spec.PlacementSpread)
 	DefaultMaxSurge          = 1
 	DefaultMaxUnavailable    = 0
+	DefaultPoolState         = string(spec.PoolStopped)
 
 	DefaultStabilizationWindow = 300 * time.Second
 	DefaultOnError             = policy.OnErrorHold
@@ -127,6 +128,7 @@ func applyGroupDefaults(r *report, prefix string, groups map[string]Group, windo
 		setDefault(r, p+".health.heartbeatInterval", &g.Health.HeartbeatInterval, Duration{DefaultHeartbeatInterval})
 		setDefault(r, p+".health.heartbeatTimeout", &g.Health.HeartbeatTimeout, Duration{DefaultHeartbeatTimeout})
 		setDefault(r, p+".health.shutdownGrace", &g.Health.ShutdownGrace, Duration{DefaultShutdownGrace})
+		setDefault(r, p+".warmPool.state", &g.WarmPool.State, DefaultPoolState)
 		groups[name] = g
 	}
 }

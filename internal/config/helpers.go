@@ -187,6 +187,13 @@ func groupSummary(name string, g Group) string {
 	}
 	fmt.Fprintf(&b, "    image:      %s (%s)\n", image, shape)
 	fmt.Fprintf(&b, "    placement:  %s; rollout: surge %d, unavailable %d\n", g.Placement, g.Rollout.MaxSurge, g.Rollout.MaxUnavailable)
+	if w := g.WarmPool; w.Size > 0 {
+		reuse := ""
+		if w.ReuseOnScaleIn {
+			reuse = ", scale-ins return instances to it"
+		}
+		fmt.Fprintf(&b, "    warm pool:  %d %s%s\n", w.Size, w.State, reuse)
+	}
 	network := g.Networking.Type
 	if g.Networking.Type == "static" {
 		network += " " + strings.Join(g.Networking.Addresses, ", ")

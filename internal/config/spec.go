@@ -62,6 +62,7 @@ func (c *Controller) GroupSpec(name string, g Group) (spec.Group, error) {
 		Placement:       spec.Placement(g.Placement),
 		Rollout:         spec.Rollout{MaxSurge: g.Rollout.MaxSurge, MaxUnavailable: g.Rollout.MaxUnavailable},
 		HostGracePeriod: c.Autoscale.HostGracePeriod.Duration,
+		WarmPool:        warmPoolSpec(g.WarmPool),
 	}, nil
 }
 

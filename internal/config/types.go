@@ -188,6 +188,9 @@ type Group struct {
 	Networking Networking `yaml:"networking" json:"networking"`
 	Scaling    Scaling    `yaml:"scaling" json:"scaling"`
 	Health     Health     `yaml:"health" json:"health"`
+	// WarmPool keeps instances booted ahead of need, for scale-outs to take before they
+	// launch cold.
+	WarmPool WarmPool `yaml:"warmPool" json:"warmPool"`
 }
 
 // Image is a group's base image: a volume, "pool/volume", which `image: pool/volume` sets alone,
@@ -204,6 +207,15 @@ type Image struct {
 type Rollout struct {
 	MaxSurge       int `yaml:"maxSurge" json:"maxSurge"`
 	MaxUnavailable int `yaml:"maxUnavailable" json:"maxUnavailable"`
+}
+
+// WarmPool is a group's warm pool: Size instances booted once and parked in State (stopped,
+// saved or running), outside the group's size and metrics but within maxNodes.
+type WarmPool struct {
+	Size  int    `yaml:"size" json:"size"`
+	State string `yaml:"state" json:"state"`
+	// ReuseOnScaleIn returns instances a scale-in retires to the pool instead of destroying them.
+	ReuseOnScaleIn bool `yaml:"reuseOnScaleIn" json:"reuseOnScaleIn"`
 }
 
 // Health says when an instance counts as up and when it counts as broken (and is replaced).

@@ -300,6 +300,7 @@ func validateGroup(r *report, p, name string, g *Group, hosts []string, baseDir 
 	staticAddrs := validateNetworking(r, p+".networking", g.Networking)
 	validateScaling(r, p+".scaling", name, g.Scaling, staticAddrs)
 	validateHealth(r, p+".health", g.Health)
+	validateWarmPool(r, p+".warmPool", g.WarmPool, g.Scaling)
 }
 
 // validateImage checks a group's image, written as pool/volume or as a mapping with a source.

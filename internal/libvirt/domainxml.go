@@ -53,6 +53,9 @@ type DomainSpec struct {
 	// Template names an existing domain to clone (see TemplateDomainXML);
 	// "" builds the domain from the shape.
 	Template string
+	// Pool marks the domain as a warm-pool member in its metadata: the collector reports no
+	// samples for it (see SetPoolMark).
+	Pool bool
 }
 
 // DomainXML renders spec as libvirt domain XML. diskPaths holds the host path
@@ -79,7 +82,7 @@ func DomainXML(spec DomainSpec, diskPaths []string) (string, error) {
 	if machine == "" {
 		machine = "pc"
 	}
-	meta, err := metadataXML(spec.Group, spec.Name)
+	meta, err := metadataXML(spec.Group, spec.Name, spec.Pool)
 	if err != nil {
 		return "", fmt.Errorf("domain %s: %w", spec.Name, err)
 	}
@@ -252,11 +255,31 @@ type instanceMetadata struct {
 	XMLName xml.Name `xml:"instance"`
 	Group   string   `xml:"group,attr"`
 	Name    string   `xml:"name,attr"`
+	// Pool is "true" on a warm-pool member.
+	Pool string `xml:"pool,attr,omitempty"`
 }
 
-func metadataXML(group, name string) (string, error) {
+func metadataXML(group, name string, pool bool) (string, error) {
+	attrs, err := metadataAttrs(group, name, pool)
+	if err != nil {
+		return "", err
+	}
+	return "<" + metadataPrefix + ":instance xmlns:" + metadataPrefix + "=\"" + MetadataNamespace + "\"" + attrs + "/>", nil
+}
+
+// metadataElement is PremiScale's element as DomainSetMetadata takes it: without a prefix,
+// which goes beside it with the namespace.
+func metadataElement(group, name string, pool bool) (string, error) {
+	attrs, err := metadataAttrs(group, name, pool)
+	if err != nil {
+		return "", err
+	}
+	return "<instance" + attrs + "/>", nil
+}
+
+func metadataAttrs(group, name string, pool bool) (string, error) {
 	var b strings.Builder
-	b.WriteString("<" + metadataPrefix + ":instance xmlns:" + metadataPrefix + "=\"" + MetadataNamespace + "\" group=\"")
+	b.WriteString(" group=\"")
 	if err := xml.EscapeText(&b, []byte(group)); err != nil {
 		return "", err
 	}
@@ -264,7 +287,10 @@ func metadataXML(group, name string) (string, error) {
 	if err := xml.EscapeText(&b, []byte(name)); err != nil {
 		return "", err
 	}
-	b.WriteString("\"/>")
+	b.WriteString("\"")
+	if pool {
+		b.WriteString(" pool=\"true\"")
+	}
 	return b.String(), nil
 }
 

@@ -45,7 +45,7 @@ func (c *Conn) ListManagedDomains(ctx context.Context) ([]Domain, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list PremiScale domains: %w", err)
 		}
-		d.Group = meta.Group
+		d.Group, d.Pool = meta.Group, meta.Pool == "true"
 		out = append(out, d)
 	}
 	slices.SortFunc(out, func(a, b Domain) int { return strings.Compare(a.Name, b.Name) })

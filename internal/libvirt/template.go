@@ -61,7 +61,7 @@ func TemplateDomainXML(templateXML string, spec DomainSpec, diskPaths []string) 
 		dom.Type = spec.Type
 	}
 
-	meta, err := metadataXML(spec.Group, spec.Name)
+	meta, err := metadataXML(spec.Group, spec.Name, spec.Pool)
 	if err != nil {
 		return "", fmt.Errorf("domain %s: %w", spec.Name, err)
 	}

@@ -132,8 +132,10 @@ func better(policy spec.Placement, h Host, l float64, b Host, bl float64) bool {
 }
 
 // Load adds the group's own instances to its hosts, in place: each host's count of the group's
-// live instances, and the shape of those the host's capacity report cannot know of yet (launches
-// still creating their domain).
+// live instances and warm-pool members, and the shape of those the host's capacity report
+// cannot know of yet (launches still creating their domain). A pool member's domain, once
+// defined, holds its whole shape in that report whether it runs, is stopped or saved: it must
+// be able to resume where it is without asking placement again.
 func Load(hosts []Host, instances []spec.InstanceRef, s Shape) {
 	index := make(map[string]int, len(hosts))
 	for i := range hosts {
@@ -142,11 +144,11 @@ func Load(hosts []Host, instances []spec.InstanceRef, s Shape) {
 	}
 	for _, ref := range instances {
 		i, ok := index[ref.Host]
-		if !ok || !spec.IsLive(ref.State) {
+		if !ok || !spec.IsLive(ref.State) && !spec.InPool(ref.State) {
 			continue
 		}
 		hosts[i].GroupInstances++
-		if ref.State == spec.StateLaunching {
+		if ref.State == spec.StateLaunching || ref.State == spec.StateWarming && !ref.Defined {
 			hosts[i].UsedCPUs += s.VCPUs
 			hosts[i].UsedMemoryMiB += s.MemoryMiB
 		}

@@ -115,6 +115,25 @@ func TestLoadCountsTheGroupAndItsLaunchesInFlight(t *testing.T) {
 	}
 }
 
+// TestLoadCountsWarmPoolMembers: a pool member counts where it is; its shape is added only until
+// its domain is defined (the host's report holds it from then on, stopped or saved alike).
+func TestLoadCountsWarmPoolMembers(t *testing.T) {
+	refs := []spec.InstanceRef{
+		{Name: "g-1", Host: "a", State: spec.StateWarming},
+		{Name: "g-2", Host: "a", State: spec.StateWarming, Defined: true},
+		{Name: "g-3", Host: "b", State: spec.StateWarm, Defined: true},
+		{Name: "g-4", Host: "b", State: spec.StateResuming, Defined: true},
+	}
+	hosts := []Host{host("a", Shape{}, 9), host("b", Shape{}, 9)}
+	Load(hosts, refs, Shape{VCPUs: 2, MemoryMiB: 512})
+	want := []Host{host("a", Shape{2, 512}, 2), host("b", Shape{}, 2)}
+	for i := range want {
+		if hosts[i] != want[i] {
+			t.Errorf("host %d = %+v, want %+v", i, hosts[i], want[i])
+		}
+	}
+}
+
 // BenchmarkPick places one instance among 1,000 hosts carrying 10,000 of the group's instances:
 // the cost of one placement decision in a large fleet, Load included.
 func BenchmarkPick(b *testing.B) {

@@ -45,6 +45,12 @@ const (
 	// SignalCheckin is sent by the check-in server to an InstanceWorkflow on the VM's first
 	// check-in (cloud-init phone_home); its payload is a CheckinSignal.
 	SignalCheckin = "checkin"
+	// SignalTake tells a warm-pool member that a scale-out took it: it starts or restores its
+	// VM and joins the group.
+	SignalTake = "take"
+	// SignalPark tells a running instance to leave the group for the warm pool (a scale-in of
+	// a group with reuseOnScaleIn); its payload is the PoolState to park in.
+	SignalPark = "park"
 	// SignalPause stops a group from acting (it still evaluates and logs); SignalResume undoes it.
 	SignalPause  = "pause"
 	SignalResume = "resume"

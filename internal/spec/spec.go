@@ -42,6 +42,8 @@ type Group struct {
 	// HostGracePeriod: the instances of a host down this long are recorded lost and replaced
 	// elsewhere; 0 never replaces them.
 	HostGracePeriod time.Duration `json:",omitempty"`
+	// WarmPool keeps instances booted ahead of need for scale-outs to take.
+	WarmPool WarmPool `json:",omitzero"`
 }
 
 // Placement is how a group chooses among the hosts that have room.

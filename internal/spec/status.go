@@ -10,6 +10,7 @@ import (
 // records it: launching → booting → running → retiring → terminated; failed marks one that
 // never came up or broke; lost one whose host has been down longer than the group's
 // hostGracePeriod (it no longer counts, and is destroyed when its host answers again).
+// Members of a warm pool go warming → warm, and resuming → running once a scale-out takes them.
 type InstanceState = string
 
 // Instance states.
@@ -21,12 +22,22 @@ const (
 	StateTerminated InstanceState = "terminated"
 	StateFailed     InstanceState = "failed"
 	StateLost       InstanceState = "lost"
+	// StateWarming: a warm-pool member being created, booted once or parked.
+	StateWarming InstanceState = "warming"
+	// StateWarm: a warm-pool member parked (stopped, saved or running), ready to be taken.
+	StateWarm InstanceState = "warm"
+	// StateResuming: a warm-pool member a scale-out took, starting or restoring.
+	StateResuming InstanceState = "resuming"
 )
 
 // IsLive says whether an instance in this state counts toward its group's size.
 func IsLive(s InstanceState) bool {
-	return s == StateLaunching || s == StateBooting || s == StateRunning
+	return s == StateLaunching || s == StateBooting || s == StateRunning || s == StateResuming
 }
+
+// InPool says whether an instance in this state is a member of its group's warm pool: it holds
+// room on its host and counts toward maxNodes, but not toward the group's size or its metrics.
+func InPool(s InstanceState) bool { return s == StateWarming || s == StateWarm }
 
 // IsEnded says whether an instance in this state is gone for good.
 func IsEnded(s InstanceState) bool { return s == StateTerminated || s == StateFailed }
@@ -59,6 +70,9 @@ type InstanceRef struct {
 	// Replacement marks an instance launched to replace a failed one: if its launch fails,
 	// the replacement is still owed.
 	Replacement bool `json:"replacement,omitempty"`
+	// Defined says a warm-pool member's domain exists on its host, whose capacity report then
+	// holds its shape (before that, placement adds it as it does for a launching instance).
+	Defined bool `json:"defined,omitempty"`
 }
 
 // LaunchHealth is the group's memory of failing launches.
@@ -125,6 +139,8 @@ type GroupStatus struct {
 	// Image is the base image in force, "pool/volume"; Hosts the hosts instances may go to.
 	Image string   `json:"image,omitempty"`
 	Hosts []string `json:"hosts,omitempty"`
+	// Pool is the group's warm pool, nil when it has none.
+	Pool *PoolStatus `json:"pool,omitempty"`
 }
 
 // Where a value in force comes from.
