@@ -1,8 +1,8 @@
 # PremiScale build, test and demo entry points. GNU make.
 #
 #   make build      bin/premiscale
-#   make test       start the test services (testenv/up), lint, then every test, serially, and
-#                   each fuzz target for $(FUZZ_SHORT_TIME)
+#   make test       start the test services (testenv/up), lint, then every test, serially (the
+#                   outage test beside them), and each fuzz target for $(FUZZ_SHORT_TIME)
 #   make fuzz       each fuzz target for $(FUZZ_TIME) (FUZZ_TIME=30m make fuzz)
 #   make chaos      the chaos suite: the worker killed during scale-out and scale-in, every
 #                   dependency restarted, on private services (not part of make test)
@@ -39,8 +39,17 @@ BIN ?= bin/premiscale
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/premiscale
 
+# The outage test (about six minutes, mostly waiting out stopped services) runs on private
+# services of its own, so it runs beside the others; its output follows theirs.
+OUTAGE_TEST := ^TestGroupCarriesOnThroughOutages$$
+
 test: up lint
-	$(GO) test -count=1 -p 1 -timeout 25m ./...
+	@outage_log="$$(mktemp)"; \
+	$(GO) test -count=1 -timeout 20m -run '$(OUTAGE_TEST)' ./worker/ >"$$outage_log" 2>&1 & outage=$$!; \
+	status=0; $(GO) test -count=1 -p 1 -timeout 25m -skip '$(OUTAGE_TEST)' ./... || status=$$?; \
+	wait "$$outage" || status=$$?; \
+	echo "--- $(OUTAGE_TEST) (./worker/, run beside the others):"; cat "$$outage_log"; rm -f "$$outage_log"; \
+	exit "$$status"
 	$(MAKE) fuzz-short
 
 # Go native fuzz targets, as package:function. Inputs that found bugs are kept in each package's
