@@ -5,12 +5,18 @@ package bench
 import (
 	"context"
 	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/testservices"
@@ -75,7 +81,7 @@ func runGroups(t *testing.T, s *stack, host string, n int, interval, warmup, win
 	startTook := time.Since(started)
 	time.Sleep(warmup - startTook)
 	from := time.Now()
-	smp := startSampler(map[string]int{"worker": w.pid(), "temporal": s.temporalPid})
+	smp := startSampler(map[string]int{"worker": w.pid(), "temporal": s.temporalPid, "influxdb": pidOf("influxd"), "mariadb": pidOf("mariadbd")})
 	time.Sleep(window)
 	use := smp.stop()
 	to := time.Now()
@@ -85,6 +91,7 @@ func runGroups(t *testing.T, s *stack, host string, n int, interval, warmup, win
 	var mu sync.Mutex
 	var spacings, firsts []time.Duration
 	evaluations, events, stalled := 0, 0, 0
+	steps := taskTimes{}
 	parallel(t, names, 8, func(name string) error {
 		evs, err := readHistory(c.temporal, spec.GroupWorkflowID(name))
 		if err != nil {
@@ -95,6 +102,7 @@ func runGroups(t *testing.T, s *stack, host string, n int, interval, warmup, win
 		defer mu.Unlock()
 		spacings = append(spacings, st.spacings...)
 		evaluations += st.evaluations
+		steps.merge(st.steps)
 		events += st.events
 		if st.evaluations < 2 {
 			stalled++
@@ -104,6 +112,17 @@ func runGroups(t *testing.T, s *stack, host string, n int, interval, warmup, win
 		}
 		return nil
 	})
+	if dir := os.Getenv("PREMISCALE_BENCH_DUMP"); dir != "" {
+		// One group's history, to read what an evaluation does.
+		evs := history(t, c.temporal, spec.GroupWorkflowID(names[0]))
+		b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&historypb.History{Events: evs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("group-%d.json", n)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	sp := sortedCopy(spacings)
 	fs := sortedCopy(firsts)
 	perEval := 0.0
@@ -113,7 +132,9 @@ func runGroups(t *testing.T, s *stack, host string, n int, interval, warmup, win
 	report(t, "groups", "%d groups at %s: spacing p50 %.2f s, p95 %.2f s, max %.2f s; %.1f evaluations/s; %d groups evaluated fewer than twice in %s; first evaluation after start p95 %.1f s (max %.1f s, starting all took %.1f s)",
 		n, interval, percentile(sp, 50).Seconds(), percentile(sp, 95).Seconds(), percentile(sp, 100).Seconds(),
 		float64(evaluations)/to.Sub(from).Seconds(), stalled, window, percentile(fs, 95).Seconds(), percentile(fs, 100).Seconds(), startTook.Seconds())
-	report(t, "groups", "%d groups: %.1f history events per evaluation; worker %s; Temporal %s", n, perEval, use["worker"], use["temporal"])
+	report(t, "groups", "%d groups: %.1f history events per evaluation; worker %s; Temporal %s; InfluxDB %s; MariaDB %s",
+		n, perEval, use["worker"], use["temporal"], use["influxdb"], use["mariadb"])
+	report(t, "groups", "%d groups: tasks %s", n, steps)
 
 	// The next count starts from a quiet server.
 	parallel(t, names, 8, func(name string) error {
@@ -135,6 +156,72 @@ type groupEvaluations struct {
 	evaluations, events int
 	// first is from the workflow's start to its first evaluation.
 	first time.Duration
+	// steps are the waits and run times of its tasks in the window (see taskTimes).
+	steps taskTimes
+}
+
+// taskTimes collects, per kind of task ("workflow task", an activity's name), how long tasks
+// waited for a worker (scheduled to started) and ran (started to closed).
+type taskTimes map[string]*[2][]time.Duration
+
+func (tt taskTimes) add(kind string, wait, run time.Duration) {
+	if tt[kind] == nil {
+		tt[kind] = &[2][]time.Duration{}
+	}
+	tt[kind][0] = append(tt[kind][0], wait)
+	tt[kind][1] = append(tt[kind][1], run)
+}
+
+func (tt taskTimes) merge(o taskTimes) {
+	for k, v := range o {
+		for i := range v[0] {
+			tt.add(k, v[0][i], v[1][i])
+		}
+	}
+}
+
+// String lists each kind's count and its wait and run time percentiles.
+func (tt taskTimes) String() string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(tt)) {
+		w, r := sortedCopy(tt[k][0]), sortedCopy(tt[k][1])
+		parts = append(parts, fmt.Sprintf("%s ×%d waited p50 %.0f/p95 %.0f ms, ran p50 %.0f/p95 %.0f ms",
+			k, len(w), ms(percentile(w, 50)), ms(percentile(w, 95)), ms(percentile(r, 50)), ms(percentile(r, 95))))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// tasksOf collects the task times of events in [from, to]: workflow tasks and activities.
+func tasksOf(evs []*historypb.HistoryEvent, from, to time.Time) taskTimes {
+	tt := taskTimes{}
+	scheduled := map[int64]time.Time{}
+	started := map[int64]time.Time{}
+	names := map[int64]string{}
+	for _, ev := range evs {
+		at := ev.GetEventTime().AsTime()
+		switch ev.GetEventType() {
+		case enums.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+			scheduled[ev.GetEventId()] = at
+			names[ev.GetEventId()] = "workflow task"
+		case enums.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			scheduled[ev.GetEventId()] = at
+			names[ev.GetEventId()] = ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+		case enums.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+			started[ev.GetWorkflowTaskStartedEventAttributes().GetScheduledEventId()] = at
+		case enums.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+			started[ev.GetActivityTaskStartedEventAttributes().GetScheduledEventId()] = at
+		case enums.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, enums.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			id := ev.GetWorkflowTaskCompletedEventAttributes().GetScheduledEventId()
+			if id == 0 {
+				id = ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()
+			}
+			s, st := scheduled[id], started[id]
+			if !s.IsZero() && !st.IsZero() && s.After(from) && at.Before(to) {
+				tt.add(names[id], st.Sub(s), at.Sub(st))
+			}
+		}
+	}
+	return tt
 }
 
 func evaluationsOf(evs []*historypb.HistoryEvent, interval time.Duration, from, to time.Time) groupEvaluations {
@@ -161,6 +248,7 @@ func evaluationsOf(evs []*historypb.HistoryEvent, interval time.Duration, from, 
 			out.events++
 		}
 	}
+	out.steps = tasksOf(evs, from, to)
 	if last.IsZero() {
 		last = from
 	}

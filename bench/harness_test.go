@@ -95,6 +95,36 @@ func sharedTemporalPid() int {
 	return pid
 }
 
+// pidOf finds the process of a shared service by its command name (the oldest of that name,
+// the one testenv started rather than a test's private one); 0 when there is none.
+func pidOf(command string) int {
+	entries, _ := os.ReadDir("/proc")
+	best, bestStart := 0, int64(-1)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(comm)) != command {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 20 {
+			continue
+		}
+		start, _ := strconv.ParseInt(f[19], 10, 64)
+		if bestStart < 0 || start < bestStart {
+			best, bestStart = pid, start
+		}
+	}
+	return best
+}
+
 var (
 	buildOnce sync.Once
 	builtBin  string

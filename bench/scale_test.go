@@ -5,14 +5,17 @@ package bench
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/premiscale/premiscale/internal/groupctl"
 	"github.com/premiscale/premiscale/internal/spec"
@@ -62,6 +65,7 @@ func TestScaleOutIn(t *testing.T) {
 		ups, downs = append(ups, up), append(downs, down)
 		report(t, "scale", "run %d: 0 → %d in %.1f s (%.1f launches/s), %d → 0 in %.1f s (%.1f retirements/s); worker %s; Temporal %s",
 			run, n, up.Seconds(), float64(n)/up.Seconds(), n, down.Seconds(), float64(n)/down.Seconds(), use["worker"], use["temporal"])
+		breakdown(t, c.temporal, spec.GroupWorkflowID(group), start, mid)
 	}
 	report(t, "scale", "0 → %d: %s; %d → 0: %s", n, spread(ups), n, spread(downs))
 
@@ -211,4 +215,65 @@ func profileGroup(t *testing.T, tc client.Client, id string, from, to time.Time)
 		parts = append(parts, fmt.Sprintf("%s %d", k, counts[k]))
 	}
 	report(t, "scale", "group workflow during the first scale-out (%.1f s): %s", to.Sub(from).Seconds(), strings.Join(parts, ", "))
+}
+
+// breakdown prints where a scale-out's time went, from the histories: for each instance, from
+// the scale request to its workflow's start, to its CreateInstance being scheduled, its wait for
+// a host worker, its run, and from its end to the group hearing that the instance runs; p50,
+// p95 and max over the instances.
+func breakdown(t *testing.T, tc client.Client, groupID string, from, to time.Time) {
+	t.Helper()
+	heard := map[string]time.Time{}
+	for _, ev := range history(t, tc, groupID) {
+		a := ev.GetWorkflowExecutionSignaledEventAttributes()
+		at := ev.GetEventTime().AsTime()
+		if a == nil || a.GetSignalName() != spec.SignalInstanceStatus || at.Before(from) || at.After(to) {
+			continue
+		}
+		var st spec.InstanceStatus
+		if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &st); err == nil && st.State == spec.StateRunning {
+			heard[st.Name] = at
+		}
+	}
+	phases := []string{"request → workflow started", "started → CreateInstance scheduled", "CreateInstance waited for a worker", "CreateInstance ran", "CreateInstance done → group heard"}
+	spans := make([][]time.Duration, len(phases))
+	tasks := taskTimes{}
+	var mu sync.Mutex
+	names := slices.Collect(maps.Keys(heard))
+	parallel(t, names, 8, func(name string) error {
+		evs, err := readHistory(tc, spec.InstanceWorkflowID(name))
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		started := evs[0].GetEventTime().AsTime()
+		var sched, run, done time.Time
+		var id int64
+		for _, ev := range evs {
+			switch {
+			case ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == "CreateInstance":
+				sched, id = ev.GetEventTime().AsTime(), ev.GetEventId()
+			case ev.GetActivityTaskStartedEventAttributes().GetScheduledEventId() == id && id != 0:
+				run = ev.GetEventTime().AsTime()
+			case ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId() == id && id != 0:
+				done = ev.GetEventTime().AsTime()
+			}
+		}
+		if done.IsZero() {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		tasks.merge(tasksOf(evs, from, to))
+		for i, d := range []time.Duration{started.Sub(from), sched.Sub(started), run.Sub(sched), done.Sub(run), heard[name].Sub(done)} {
+			spans[i] = append(spans[i], d)
+		}
+		return nil
+	})
+	var parts []string
+	for i, ph := range phases {
+		s := sortedCopy(spans[i])
+		parts = append(parts, fmt.Sprintf("%s p50 %.2f/p95 %.2f/max %.2f s", ph, percentile(s, 50).Seconds(), percentile(s, 95).Seconds(), percentile(s, 100).Seconds()))
+	}
+	report(t, "scale", "  %d instances: %s", len(names), strings.Join(parts, "; "))
+	report(t, "scale", "  their tasks: %s", tasks)
 }
