@@ -31,13 +31,14 @@ import (
 // An idle group here has no instance and one cpu target check, read from InfluxDB at every
 // evaluation; it holds. Knobs: PREMISCALE_BENCH_GROUPS (50,200,500), PREMISCALE_BENCH_INTERVAL
 // (5s), PREMISCALE_BENCH_WINDOW (60s, after a warm-up of max(30s, 4 intervals)),
-// PREMISCALE_BENCH_REST (20s, the at-rest measurement; 0 skips it).
+// PREMISCALE_BENCH_REST (20s, the at-rest measurement; 0 skips it), PREMISCALE_BENCH_WARMUP
+// (the warm-up; longer keeps the start of hundreds of groups out of the window).
 func TestGroupsAtInterval(t *testing.T) {
 	counts := envInts(t, "PREMISCALE_BENCH_GROUPS", "50,200,500")
 	interval := envDuration(t, "PREMISCALE_BENCH_INTERVAL", 5*time.Second)
 	window := envDuration(t, "PREMISCALE_BENCH_WINDOW", time.Minute)
 	rest := envDuration(t, "PREMISCALE_BENCH_REST", 20*time.Second)
-	warmup := max(30*time.Second, 4*interval)
+	warmup := envDuration(t, "PREMISCALE_BENCH_WARMUP", max(30*time.Second, 4*interval))
 	s := newStack(t)
 	host := testservices.UniqueName(t, "h")
 
