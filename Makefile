@@ -10,6 +10,7 @@
 #   make demo       a group of real VMs growing under load and shrinking back
 #   make demo-stop  delete the demo group (its VMs) and stop its worker
 #   make bench      benchmarks
+#   make bench-scale  the scale benchmarks (bench/): 0 → 100 → 0, N groups, check-ins; BENCH=regexp picks some
 #   make up / down / status   the test services alone
 
 SHELL := bash
@@ -27,7 +28,7 @@ export PATH := $(GOBIN):$(PATH)
 WORKFLOWCHECK_VERSION := v0.6.0
 WORKFLOWCHECK := $(GOBIN)/workflowcheck
 
-.PHONY: build test lint unit demo demo-stop bench clean up down status fuzz fuzz-short chaos
+.PHONY: build test lint unit demo demo-stop bench bench-scale clean up down status fuzz fuzz-short chaos
 
 # The binary says what it is (premiscale version): the nearest tag, commits since and a
 # -dirty mark from git describe, and the full commit. Outside a git checkout it says "dev"
@@ -94,6 +95,14 @@ demo-stop:
 
 bench: up
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Not part of `make test`: each benchmark runs the built worker against the real services for
+# minutes and prints "BENCH name: numbers" lines (tuned by PREMISCALE_BENCH_* variables, see
+# the README's Performance section).
+BENCH ?= .
+bench-scale: up
+	$(GO) vet -tags benchscale ./bench/
+	$(GO) test -tags benchscale -count=1 -p 1 -timeout 90m -v -run '$(BENCH)' ./bench/ | grep -E '^(BENCH|---|FAIL|ok|PASS|panic)|_test.go:'
 
 # The test services' data (.testenv/) is kept: `make down && rm -rf .testenv` drops it.
 clean:

@@ -396,11 +396,11 @@ func TestTemporalSetupScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{
-		spec.AttrGroup.GetName():      "Keyword",
-		spec.AttrLastAction.GetName(): "Keyword",
-		spec.AttrDesired.GetName():    "Int",
-		spec.AttrCurrent.GetName():    "Int",
+	// What the workflows set and the worker checks for at start (spec.SearchAttributes).
+	want := map[string]string{}
+	for _, a := range spec.SearchAttributes {
+		typ := strings.TrimPrefix(a.GetValueType().String(), "INDEXED_VALUE_TYPE_")
+		want[a.GetName()] = strings.ToUpper(typ[:1]) + strings.ToLower(typ[1:])
 	}
 	if got := searchAttributesInScript(t, string(data)); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("%s registers %v; the workflows set %v", script, got, want)

@@ -338,6 +338,9 @@ func (w *Worker) startup(ctx context.Context, comps *components) error {
 		return err
 	}
 	w.setPhase(phaseStarting)
+	if err := w.checkSearchAttributes(ctx); err != nil {
+		return err
+	}
 	for _, h := range w.hosts {
 		w.conns[h.Name] = h.conn
 	}
@@ -424,7 +427,8 @@ func (a *Worker) temporalWorkers() []sdkworker.Worker {
 	c := a.cfg.Controller
 	var workers []sdkworker.Worker
 	copier := a.imageCopier()
-	opts := sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{&activityErrors{}}}
+	opts := taskQueueOptions()
+	opts.Interceptors = []interceptor.WorkerInterceptor{&activityErrors{}}
 	shared := sdkworker.New(a.temporal, c.Temporal.TaskQueue, opts)
 	shared.RegisterWorkflow(workflows.GroupWorkflow)
 	shared.RegisterWorkflow(workflows.InstanceWorkflow)

@@ -103,6 +103,8 @@ func (g *group) evaluate(ctx workflow.Context) {
 	if g.pool {
 		reason += g.poolStep(ctx, outcome)
 	}
+	// Launches and retirements go out together; a child that could not start is failed here.
+	g.awaitIssued(ctx)
 	if owed := g.st.ReplacementsOwed; owed > 0 {
 		reason += fmt.Sprintf("; %d replacements owed", owed)
 		if outcome != spec.OutcomeActed && owedLimit != "" {
@@ -122,8 +124,14 @@ func (g *group) evaluate(ctx workflow.Context) {
 		At: now, Action: string(ev.Action), From: ev.From, To: ev.To, Recommended: ev.Recommended,
 		Winner: ev.Winner, Reason: reason, Outcome: outcome, Checks: ev.Checks,
 	}
-	g.logger.Info("evaluated", "group", g.eff.Name, "action", ev.Action, "from", ev.From, "to", ev.To, "outcome", outcome, "reason", reason)
-	g.logDecision(ctx, g.st.LastDecision, ev, len(notes) > 0 || g.rollActed || g.poolActed)
+	logged := g.logDecision(ctx, g.st.LastDecision, ev, len(notes) > 0 || g.rollActed || g.poolActed)
+	// A line per evaluation of every group would drown the worker's log: what the decision
+	// log leaves out (a plain hold, a repeat) is a debug line.
+	logf := g.logger.Debug
+	if logged || !g.lean {
+		logf = g.logger.Info
+	}
+	logf("evaluated", "group", g.eff.Name, "action", ev.Action, "from", ev.From, "to", ev.To, "outcome", outcome, "reason", reason)
 	g.metrics(ctx).evaluated(g)
 	g.rollActed, g.poolActed = false, false
 	g.publish(ctx)
@@ -211,16 +219,36 @@ func (g *group) publish(ctx workflow.Context) {
 	if d := s.LastDecision; d != nil {
 		last, outcome, reason = d.Action, d.Outcome, d.Reason
 	}
-	if err := workflow.UpsertTypedSearchAttributes(ctx,
+	attrs := []temporal.SearchAttributeUpdate{
 		spec.AttrGroup.ValueSet(s.Group),
 		spec.AttrDesired.ValueSet(int64(s.Desired)),
 		spec.AttrCurrent.ValueSet(int64(s.Current)),
 		spec.AttrLastAction.ValueSet(last),
-	); err != nil {
-		g.logger.Warn("could not upsert search attributes", "error", err)
 	}
-	if err := workflow.UpsertMemo(ctx, map[string]any{"lastDecision": reason, "outcome": outcome}); err != nil {
-		g.logger.Warn("could not upsert memo", "error", err)
+	memo := map[string]any{"lastDecision": reason, "outcome": outcome}
+	if g.lean {
+		// Each upsert is a history event: only what changed is written. The memo says what
+		// the decision log says, so it changes when the decision or its reason does, not
+		// with every new measurement (the current details below show those).
+		attrs = changedAttributes(workflow.GetTypedSearchAttributes(ctx), s, last)
+		sig := ""
+		if s.LastDecision != nil {
+			sig = decisionSignature(s.LastDecision)
+		}
+		if sig == g.st.MemoSignature {
+			memo = nil
+		}
+		g.st.MemoSignature = sig
+	}
+	if len(attrs) > 0 {
+		if err := workflow.UpsertTypedSearchAttributes(ctx, attrs...); err != nil {
+			g.logger.Warn("could not upsert search attributes", "error", err)
+		}
+	}
+	if memo != nil {
+		if err := workflow.UpsertMemo(ctx, memo); err != nil {
+			g.logger.Warn("could not upsert memo", "error", err)
+		}
 	}
 	// fmt.Fprintf would be I/O to workflowcheck; formatting into a string is not.
 	var b strings.Builder
@@ -247,4 +275,23 @@ func (g *group) publish(ctx workflow.Context) {
 		b.WriteString(fmt.Sprintf("\n\nlaunch failing: %s", s.Launches.LastError))
 	}
 	workflow.SetCurrentDetails(ctx, b.String())
+}
+
+// changedAttributes are the group's search attributes whose values differ from those the
+// workflow has now.
+func changedAttributes(have temporal.SearchAttributes, s spec.GroupStatus, lastAction string) []temporal.SearchAttributeUpdate {
+	var out []temporal.SearchAttributeUpdate
+	if v, ok := have.GetKeyword(spec.AttrGroup); !ok || v != s.Group {
+		out = append(out, spec.AttrGroup.ValueSet(s.Group))
+	}
+	if v, ok := have.GetInt64(spec.AttrDesired); !ok || v != int64(s.Desired) {
+		out = append(out, spec.AttrDesired.ValueSet(int64(s.Desired)))
+	}
+	if v, ok := have.GetInt64(spec.AttrCurrent); !ok || v != int64(s.Current) {
+		out = append(out, spec.AttrCurrent.ValueSet(int64(s.Current)))
+	}
+	if v, ok := have.GetKeyword(spec.AttrLastAction); !ok || v != lastAction {
+		out = append(out, spec.AttrLastAction.ValueSet(lastAction))
+	}
+	return out
 }

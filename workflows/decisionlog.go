@@ -29,32 +29,34 @@ type DecisionLogState struct {
 // evaluation wants it to, a check failed, or a check's data is missing or stale, or force (the
 // operator's intent changed) — and it is not the same decision for the same reason as the row
 // before it. A repeat is counted on that row instead (written to MySQL when the decision
-// changes), and status shows the count meanwhile.
-func (g *group) logDecision(ctx workflow.Context, d *spec.DecisionRecord, ev policy.Evaluation, force bool) {
+// changes), and status shows the count meanwhile. It says whether it wrote a row.
+func (g *group) logDecision(ctx workflow.Context, d *spec.DecisionRecord, ev policy.Evaluation, force bool) bool {
 	if workflow.GetVersion(ctx, changeDecisionLogRepeats, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		// Runs recorded before the change wrote a row per evaluation that wanted a change.
 		if ev.Action != policy.Hold || ev.Recommended != ev.From || ev.Failed {
 			g.recordEvent(ctx, d, g.eventKey())
+			return true
 		}
-		return
+		return false
 	}
 	log := &g.st.DecisionLog
 	if !force && !g.worthLogging(ev) {
 		g.flushRepeats(ctx)
 		*log = DecisionLogState{}
-		return
+		return false
 	}
 	sig := decisionSignature(d)
 	if sig == log.Signature {
 		log.Repeats++
 		log.LastAt = d.At
 		d.Repeats = log.Repeats
-		return
+		return false
 	}
 	g.flushRepeats(ctx)
 	key := g.eventKey()
 	g.recordEvent(ctx, d, key)
 	*log = DecisionLogState{Signature: sig, EventKey: key}
+	return true
 }
 
 // worthLogging says whether an evaluation belongs in the decision log at all: a plain hold on

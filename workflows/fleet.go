@@ -43,17 +43,19 @@ func (g *group) observe(ctx workflow.Context, withChecks bool) map[string]policy
 			hosts = append(hosts, ref.Host)
 		}
 	}
+	if g.lean && len(queries) == 0 && (len(g.st.Instances) == 0 || g.eff.HostGracePeriod <= 0) {
+		// Nothing to read and no instance a host could lose: no observation at all, and a
+		// launch reads its hosts' state when it places.
+		g.hosts = nil
+		return nil
+	}
 	p := activities.ObserveParams{
 		Checks: activities.ReadChecksParams{Group: g.eff.Name, Checks: queries, Exclude: exclude, Running: running},
 		Hosts:  hosts,
 	}
-	mctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
-	})
 	var a *activities.Activities
 	var obs activities.Observation
-	if err := workflow.ExecuteActivity(mctx, a.Observe, p).Get(ctx, &obs); err != nil {
+	if err := g.observeActivity(ctx, a.Observe, p).Get(ctx, &obs); err != nil {
 		// Every check then has no data and follows its onError rule; the hosts' state is
 		// unknown, so nothing is placed and nothing is judged lost.
 		g.logger.Warn("observing the group failed", "group", g.eff.Name, "error", err)
@@ -73,6 +75,25 @@ func (g *group) observe(ctx workflow.Context, withChecks bool) map[string]policy
 	g.hosts = obs.Hosts
 	g.markLost(ctx)
 	return obs.Readings
+}
+
+// observeActivity runs a short read of the state database or InfluxDB that an evaluation
+// waits for: a local activity in lean runs (no activity task, no events but its result),
+// else a regular one.
+func (g *group) observeActivity(ctx workflow.Context, activity any, args ...any) workflow.Future {
+	retry := &temporal.RetryPolicy{MaximumAttempts: 3}
+	if g.lean {
+		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: 30 * time.Second,
+			RetryPolicy:         retry,
+		})
+		return workflow.ExecuteLocalActivity(lctx, activity, args...)
+	}
+	mctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         retry,
+	})
+	return workflow.ExecuteActivity(mctx, activity, args...)
 }
 
 // markLost declares lost the instances on hosts down longer than hostGracePeriod (never, when
@@ -101,9 +122,10 @@ func (g *group) markLost(ctx workflow.Context) {
 		} else {
 			g.note("%s lost: %s", ref.Name, reason)
 		}
-		if err := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(ref.Name), "", spec.SignalLost, reason).Get(ctx, nil); err != nil {
+		f := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(ref.Name), "", spec.SignalLost, reason)
+		g.issue(ctx, f, signalBytes, func(err error) {
 			g.logger.Warn("could not tell a lost instance", "instance", ref.Name, "error", err)
-		}
+		})
 	}
 }
 

@@ -68,6 +68,8 @@ type GroupState struct {
 	SequenceLoaded bool
 	// PoolTaken counts the instances scale-outs took from the warm pool.
 	PoolTaken int `json:",omitempty"`
+	// MemoSignature is the signature of the decision the memo shows (changeLeanHistory).
+	MemoSignature string `json:",omitempty"`
 }
 
 // NewGroupState is the starting state of a group.
@@ -83,6 +85,11 @@ type group struct {
 	// fleet is set for runs with the rules of changeFleet (hosts observed every evaluation,
 	// placement by capacity, lost instances).
 	fleet bool
+	// lean is set for runs with the rules of changeLeanHistory (local observations, upserts
+	// on change, commands issued together).
+	lean bool
+	// issued are the child starts and signals issued and not waited for yet (lean runs).
+	issued issuedCommands
 	// hosts is the last observation of the group's hosts; nil before the first.
 	hosts []spec.Host
 	// rollActed is set by an evaluation whose roll step did something worth a decision-log row.
@@ -117,6 +124,7 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 	g.intent = workflow.GetVersion(ctx, changeOperatorIntent, workflow.DefaultVersion, 1) >= 1
 	g.fleet = g.intent && workflow.GetVersion(ctx, changeFleet, workflow.DefaultVersion, 1) >= 1
 	g.pool = g.fleet && workflow.GetVersion(ctx, changeWarmPool, workflow.DefaultVersion, 1) >= 1
+	g.lean = g.fleet && workflow.GetVersion(ctx, changeLeanHistory, workflow.DefaultVersion, 1) >= 1
 	g.refresh()
 	if err := g.registerHandlers(ctx); err != nil {
 		return err
@@ -190,6 +198,7 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 				c.Receive(ctx, &st)
 				if g.intent {
 					g.onInstanceStatus(ctx, st)
+					g.awaitIssued(ctx)
 				} else if g.applyStatus(ctx, st).replaceAtOnce(st, g.backingOff(ctx)) && !g.st.Deleting {
 					g.logger.Info("replacing failed instance", "instance", st.Name, "reason", st.Reason)
 					g.launchUpTo(ctx, 1, "replacement of "+st.Name, false)

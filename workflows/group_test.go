@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -415,4 +416,47 @@ func countActions(events []activities.ScalingEventRecord) int {
 		}
 	}
 	return n
+}
+
+// Each upsert is a history event: an idle group writes its search attributes and memo when
+// they change, not at every evaluation.
+func TestIdleEvaluationsUpsertOnlyWhatChanged(t *testing.T) {
+	f := newFakeFleet()
+	f.setCPU(ptr(50)) // on target: the group holds at its minimum
+	env := newEnv(t, f)
+	var mu sync.Mutex
+	var upserts [][]string
+	memos := 0
+	env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil).Run(func(args mock.Arguments) {
+		mu.Lock()
+		defer mu.Unlock()
+		var names []string
+		for k := range args.Get(0).(temporal.SearchAttributes).GetUntypedValues() {
+			names = append(names, k.GetName())
+		}
+		slices.Sort(names)
+		upserts = append(upserts, names)
+	})
+	env.OnUpsertMemo(mock.Anything).Return(nil).Run(func(mock.Arguments) { mu.Lock(); memos++; mu.Unlock() })
+	seen := sizesAt(t, env, minutes(12.5))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 13*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(testSpec()))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("group workflow failed: %v", err)
+	}
+	if seen[0].Evaluations < 12 || seen[0].Current != 1 {
+		t.Fatalf("after 12.5 minutes: %d evaluations, %d instances; want at least 12 at size 1", seen[0].Evaluations, seen[0].Current)
+	}
+	// The launch to the minimum sets every attribute; the first hold changes the last action;
+	// the delete at the end changes the sizes and the action.
+	want := [][]string{
+		{"PremiscaleCurrent", "PremiscaleDesired", "PremiscaleGroup", "PremiscaleLastAction"},
+		{"PremiscaleLastAction"},
+	}
+	if len(upserts) < 2 || !reflect.DeepEqual(upserts[:2], want) || len(upserts) > 4 {
+		t.Errorf("search attribute upserts %v over %d evaluations; want %v, then only the delete's", upserts, seen[0].Evaluations, want)
+	}
+	if memos > 4 {
+		t.Errorf("%d memo upserts over %d evaluations; want one per new decision (the launch, the hold, the delete)", memos, seen[0].Evaluations)
+	}
 }

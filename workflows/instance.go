@@ -70,8 +70,8 @@ type instance struct {
 	// take and park move an instance between the warm pool and the group.
 	take workflow.ReceiveChannel
 	park workflow.ReceiveChannel
-	// fleet is set for runs with the rules of changeFleet.
-	fleet bool
+	// fleet is set for runs with the rules of changeFleet, lean for those of changeLeanInstance.
+	fleet, lean bool
 	// noRoom is set when the host's worker refused the launch for lack of room.
 	noRoom bool
 }
@@ -90,6 +90,8 @@ func InstanceWorkflow(ctx workflow.Context, p InstanceParams) error {
 		park:    workflow.GetSignalChannel(ctx, spec.SignalPark),
 	}
 	in.fleet = workflow.GetVersion(ctx, changeFleet, workflow.DefaultVersion, 1) >= 1
+	in.lean = in.fleet && workflow.GetVersion(ctx, changeLeanInstance, workflow.DefaultVersion, 1) >= 1
+	in.setHost(p.Host)
 	if p.Lost {
 		return in.whenLost(p.LostReason)
 	}
@@ -299,7 +301,7 @@ func (in *instance) checkHealth() string {
 		return ""
 	}
 	var lastSeen time.Time
-	if err := workflow.ExecuteActivity(in.dbCtx(), a.InstanceLastSeen, p.Name).Get(in.ctx, &lastSeen); err != nil {
+	if err := in.db(a.InstanceLastSeen, p.Name).Get(in.ctx, &lastSeen); err != nil {
 		in.logger.Warn("could not read last heartbeat", "instance", p.Name, "error", err)
 		return ""
 	}
@@ -389,7 +391,7 @@ func (in *instance) whenLost(reason string) error {
 			return err
 		}
 		var hosts []spec.Host
-		if err := workflow.ExecuteActivity(in.dbCtx(), a.HostStates, []string{in.p.Host}).Get(in.ctx, &hosts); err != nil {
+		if err := in.db(a.HostStates, []string{in.p.Host}).Get(in.ctx, &hosts); err != nil {
 			in.logger.Warn("could not read the state of a lost instance's host", "instance", in.p.Name, "host", in.p.Host, "error", err)
 			continue
 		}
@@ -459,13 +461,51 @@ func (in *instance) dbCtx() workflow.Context {
 	})
 }
 
+// db runs a state database activity: in lean runs a local activity, which the workflow's own
+// worker runs within the workflow task (one event, its result, instead of an activity task and
+// the workflow task after it), with the same retries and bound.
+func (in *instance) db(activity any, args ...any) workflow.Future {
+	if !in.lean {
+		return workflow.ExecuteActivity(in.dbCtx(), activity, args...)
+	}
+	lctx := workflow.WithLocalActivityOptions(in.ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 30 * time.Minute,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+	})
+	return workflow.ExecuteLocalActivity(lctx, activity, args...)
+}
+
+// setHost shows the instance's group and host in its search attributes, for runs that were
+// started without them (by a group run before changeLeanHistory) or whose host is new; "" is
+// no host yet.
+func (in *instance) setHost(host string) {
+	if !in.lean {
+		return
+	}
+	have := workflow.GetTypedSearchAttributes(in.ctx)
+	var set []temporal.SearchAttributeUpdate
+	if g, ok := have.GetKeyword(spec.AttrGroup); !ok || g != in.p.Group {
+		set = append(set, spec.AttrGroup.ValueSet(in.p.Group))
+	}
+	if h, ok := have.GetKeyword(spec.AttrHost); host != "" && (!ok || h != host) {
+		set = append(set, spec.AttrHost.ValueSet(host))
+	}
+	if len(set) == 0 {
+		return
+	}
+	if err := workflow.UpsertTypedSearchAttributes(in.ctx, set...); err != nil {
+		in.logger.Warn("could not set the instance's search attributes", "instance", in.p.Name, "error", err)
+	}
+}
+
 func (in *instance) record(state, reason string) {
 	var a *activities.Activities
 	rec := activities.InstanceRecord{
 		Name: in.p.Name, Group: in.p.Group, Host: in.p.Host, State: state, Reason: reason,
 		Address: in.p.Address, At: workflow.Now(in.ctx),
 	}
-	if err := workflow.ExecuteActivity(in.dbCtx(), a.RecordInstance, rec).Get(in.ctx, nil); err != nil {
+	if err := in.db(a.RecordInstance, rec).Get(in.ctx, nil); err != nil {
 		in.logger.Warn("could not record instance state", "instance", in.p.Name, "state", state, "error", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/premiscale/premiscale/activities"
@@ -95,7 +96,11 @@ func (g *group) placementHosts(ctx workflow.Context) []placement.Host {
 	states := g.hosts
 	if states == nil {
 		var a *activities.Activities
-		if err := workflow.ExecuteActivity(g.dbCtx(ctx), a.HostStates, g.eff.Hosts).Get(ctx, &states); err != nil {
+		f := workflow.ExecuteActivity(g.dbCtx(ctx), a.HostStates, g.eff.Hosts)
+		if g.lean {
+			f = g.observeActivity(ctx, a.HostStates, g.eff.Hosts)
+		}
+		if err := f.Get(ctx, &states); err != nil {
 			g.logger.Warn("could not read host states", "group", g.eff.Name, "error", err)
 			for i, name := range g.eff.Hosts {
 				hosts[i].Host = spec.Host{Name: name, Down: "its state could not be read: " + rootCause(err)}
@@ -154,20 +159,25 @@ func (g *group) launch(ctx workflow.Context, why, host string, replacement bool,
 	}
 	g.st.Instances = append(g.st.Instances, ref)
 	g.metrics(ctx).launched(host)
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID: spec.InstanceWorkflowID(ref.Name),
-		// Instances outlive a run of their group (continue-as-new) and report back by signal.
-		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_ABANDON,
-	})
 	params := InstanceParams{
 		Name: ref.Name, Group: g.eff.Name, Host: ref.Host, Index: ref.Seq, Address: address,
 		Launch: g.eff.Launch, GroupWorkflowID: g.wfID, Pool: pool,
 	}
-	child := workflow.ExecuteChildWorkflow(cctx, InstanceWorkflow, params)
-	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+	opts := workflow.ChildWorkflowOptions{
+		WorkflowID: spec.InstanceWorkflowID(ref.Name),
+		// Instances outlive a run of their group (continue-as-new) and report back by signal.
+		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_ABANDON,
+	}
+	if g.lean {
+		// One query lists a group's instances, or a host's.
+		opts.TypedSearchAttributes = temporal.NewSearchAttributes(spec.AttrGroup.ValueSet(g.eff.Name), spec.AttrHost.ValueSet(host))
+		opts.StaticSummary, opts.StaticDetails = instanceSummary(params, why)
+	}
+	child := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), InstanceWorkflow, params)
+	g.issue(ctx, child.GetChildWorkflowExecution(), len(g.eff.Launch.CloudInit)+4096, func(err error) {
 		g.logger.Warn("could not start instance workflow", "instance", ref.Name, "error", err)
 		g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateFailed, Reason: err.Error()})
-	}
+	})
 	return true
 }
 
@@ -312,16 +322,25 @@ func (g *group) retire(ctx workflow.Context, n int, force bool) int {
 		if !force && g.returnToPool(ctx, c) {
 			continue
 		}
-		g.setState(c.Name, spec.StateRetiring)
-		g.metrics(ctx).retired(c.Host)
-		if err := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(c.Name), "", spec.SignalRetire, nil).Get(ctx, nil); err != nil {
-			// The instance workflow is gone, so nothing is left to retire.
-			g.logger.Warn("could not signal instance to retire", "instance", c.Name, "error", err)
-			g.applyStatus(ctx, spec.InstanceStatus{Name: c.Name, State: spec.StateTerminated, Reason: err.Error()})
-		}
+		g.signalRetire(ctx, c.Name, c.Host)
 	}
 	return len(candidates)
 }
+
+// signalRetire tells an instance to retire.
+func (g *group) signalRetire(ctx workflow.Context, name, host string) {
+	g.setState(name, spec.StateRetiring)
+	g.metrics(ctx).retired(host)
+	f := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(name), "", spec.SignalRetire, nil)
+	g.issue(ctx, f, signalBytes, func(err error) {
+		// The instance workflow is gone, so nothing is left to retire.
+		g.logger.Warn("could not signal instance to retire", "instance", name, "error", err)
+		g.applyStatus(ctx, spec.InstanceStatus{Name: name, State: spec.StateTerminated, Reason: err.Error()})
+	})
+}
+
+// signalBytes is about what a signal to an instance weighs in its workflow task.
+const signalBytes = 512
 
 func (g *group) setState(name, state string) {
 	for i := range g.st.Instances {

@@ -120,12 +120,7 @@ func (g *group) stepRoll(ctx workflow.Context, r *RollState) string {
 	var did []string
 	canRetire := min(len(old), running+ro.MaxUnavailable-r.Retired)
 	for _, ref := range old[:max(canRetire, 0)] {
-		g.setState(ref.Name, spec.StateRetiring)
-		g.metrics(ctx).retired(ref.Host)
-		if err := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(ref.Name), "", spec.SignalRetire, nil).Get(ctx, nil); err != nil {
-			g.logger.Warn("could not signal instance to retire", "instance", ref.Name, "error", err)
-			g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateTerminated, Reason: err.Error()})
-		}
+		g.signalRetire(ctx, ref.Name, ref.Host)
 		r.Retired++
 		did = append(did, "retired "+ref.Name)
 	}

@@ -29,4 +29,15 @@ const (
 	// only for members launched into a pool (InstanceParams.Pool) or on the take and park
 	// signals, which only a group with a pool sends.
 	changeWarmPool = "warm-pool"
+	// changeLeanHistory: an evaluation observes in a local activity, and not at all when it has
+	// nothing to read (no metric check, no instance a host could lose); search attributes and
+	// the memo are upserted only when they change; the child starts and signals of one
+	// evaluation (launches, retirements, lost instances) are issued together and then waited
+	// for together (before: an Observe activity every evaluation, every attribute and the memo
+	// upserted every evaluation, a workflow task per launch and per retirement).
+	changeLeanHistory = "lean-history"
+	// changeLeanInstance: an instance records its states and reads its last heartbeat in local
+	// activities, and sets its group and host search attributes when its start did not
+	// (before: a regular activity each, no attributes).
+	changeLeanInstance = "lean-instance"
 )

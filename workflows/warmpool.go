@@ -67,12 +67,20 @@ func (g *group) takeFromPool(ctx workflow.Context, n int, why string, replacemen
 			ref.Reason = "taken from the warm pool"
 		}
 		g.st.Instances = append(g.st.Instances, ref)
-		if err := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(ref.Name), "", spec.SignalTake, nil).Get(ctx, nil); err != nil {
-			// Its workflow is gone: so is the member.
+		f := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(ref.Name), "", spec.SignalTake, nil)
+		counted := false
+		if !g.issue(ctx, f, signalBytes, func(err error) {
+			// Its workflow is gone: so is the member. A lean run learns it after the take was
+			// counted; the shortfall is launched by the next evaluation.
 			g.logger.Warn("could not take a warm-pool member", "instance", ref.Name, "error", err)
 			g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateTerminated, Reason: err.Error()})
+			if counted {
+				g.st.PoolTaken--
+			}
+		}) {
 			continue
 		}
+		counted = true
 		g.logger.Info("took an instance from the warm pool", "group", g.eff.Name, "instance", ref.Name)
 		g.poolTaken = append(g.poolTaken, ref.Name)
 		g.st.PoolTaken++
@@ -126,9 +134,11 @@ func (g *group) returnToPool(ctx workflow.Context, ref spec.InstanceRef) bool {
 			in.State, in.Defined, in.Replacement, in.Reason = spec.StateWarming, true, false, "returned to the warm pool"
 		}
 	}
-	if err := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(ref.Name), "", spec.SignalPark, w.State).Get(ctx, nil); err != nil {
+	f := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(ref.Name), "", spec.SignalPark, w.State)
+	if !g.issue(ctx, f, signalBytes, func(err error) {
 		g.logger.Warn("could not return an instance to the warm pool", "instance", ref.Name, "error", err)
 		g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateTerminated, Reason: err.Error()})
+	}) {
 		return true
 	}
 	g.poolReturned = append(g.poolReturned, ref.Name)
@@ -203,10 +213,11 @@ func (g *group) trimPool(ctx workflow.Context) []string {
 	var names []string
 	for _, ref := range append(stale, current[:excess]...) {
 		g.setState(ref.Name, spec.StateRetiring)
-		if err := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(ref.Name), "", spec.SignalRetire, nil).Get(ctx, nil); err != nil {
+		f := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(ref.Name), "", spec.SignalRetire, nil)
+		g.issue(ctx, f, signalBytes, func(err error) {
 			g.logger.Warn("could not signal a warm-pool member to retire", "instance", ref.Name, "error", err)
 			g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateTerminated, Reason: err.Error()})
-		}
+		})
 		names = append(names, ref.Name)
 	}
 	return names

@@ -55,6 +55,7 @@ func (c *Client) Apply(ctx context.Context, gs spec.Group) (ApplyResult, error) 
 		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		TypedSearchAttributes: temporal.NewSearchAttributes(spec.AttrGroup.ValueSet(gs.Name)),
 	}
+	opts.StaticSummary, opts.StaticDetails = workflows.GroupSummary(gs)
 	// Signal-with-start is atomic: if another agent started the group a moment ago, the spec
 	// is delivered to that run instead of failing.
 	run, err := c.Temporal.SignalWithStartWorkflow(ctx, id, spec.SignalSpec, gs, opts,

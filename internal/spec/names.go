@@ -67,15 +67,19 @@ const (
 	QueryStatus = "status"
 )
 
-// Search attributes groups upsert; a production namespace must have them registered (the dev
-// server registers them at start, see testenv/temporal).
+// Search attributes groups and instances set; a production namespace must have them registered
+// (the dev server registers them at start, see testenv/temporal). Group workflows carry all but
+// AttrHost; instance workflows carry AttrGroup and AttrHost, so one query lists a group's or a
+// host's instances.
 var (
 	AttrGroup      = temporal.NewSearchAttributeKeyKeyword("PremiscaleGroup")
 	AttrDesired    = temporal.NewSearchAttributeKeyInt64("PremiscaleDesired")
 	AttrCurrent    = temporal.NewSearchAttributeKeyInt64("PremiscaleCurrent")
 	AttrLastAction = temporal.NewSearchAttributeKeyKeyword("PremiscaleLastAction")
+	AttrHost       = temporal.NewSearchAttributeKeyKeyword("PremiscaleHost")
 )
 
 // SearchAttributes are every search attribute PremiScale's workflows set: what
-// `premiscale temporal setup` registers on a namespace. Add a new attribute here.
-var SearchAttributes = []temporal.SearchAttributeKey{AttrGroup, AttrDesired, AttrCurrent, AttrLastAction}
+// `premiscale temporal setup` registers on a namespace and what the worker checks for at start.
+// Add a new attribute here (and to testenv/temporal and internal/testservices).
+var SearchAttributes = []temporal.SearchAttributeKey{AttrGroup, AttrDesired, AttrCurrent, AttrLastAction, AttrHost}

@@ -160,3 +160,40 @@ func retryFor(ctx context.Context, wait time.Duration, f func() error) error {
 		}
 	}
 }
+
+// CheckAttributes reports what keeps attrs from being set on the namespace's workflows: each
+// attribute missing or registered with another type, in one error that says how to fix it. A
+// worker checks this at start, since a workflow that sets an unregistered attribute fails its
+// workflow task again and again. ErrCannotCheck wraps a failure to list the attributes (an API
+// key without the right to).
+func CheckAttributes(ctx context.Context, c client.Client, namespace string, attrs []temporal.SearchAttributeKey) error {
+	have, err := listAttributes(ctx, c, namespace)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCannotCheck, err)
+	}
+	var missing, wrong []string
+	for _, a := range attrs {
+		name, want := a.GetName(), a.GetValueType()
+		switch got, ok := have[name]; {
+		case !ok:
+			missing = append(missing, fmt.Sprintf("%s (%s)", name, want))
+		case got != want:
+			wrong = append(wrong, fmt.Sprintf("%s is %s, must be %s", name, got, want))
+		}
+	}
+	var problems []string
+	if len(missing) > 0 {
+		problems = append(problems, "lacks the search attributes "+strings.Join(missing, ", "))
+	}
+	if len(wrong) > 0 {
+		problems = append(problems, "has search attributes of the wrong type: "+strings.Join(wrong, "; "))
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("namespace %s %s: run `premiscale temporal setup` (it adds what is missing; an attribute of the wrong type must be removed first)",
+		namespace, strings.Join(problems, " and "))
+}
+
+// ErrCannotCheck: the namespace's search attributes could not be listed.
+var ErrCannotCheck = errors.New("cannot list the search attributes")

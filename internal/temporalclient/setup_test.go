@@ -2,6 +2,7 @@ package temporalclient
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/premiscale/premiscale/internal/config"
 	"github.com/premiscale/premiscale/internal/spec"
@@ -112,5 +114,51 @@ func TestSetupWithoutTheNamespace(t *testing.T) {
 	want := "namespace " + ns + " does not exist: create it with --create-namespace"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("setup of a missing namespace: %v, want %q", err, want)
+	}
+}
+
+func TestCheckAttributesSaysWhatIsMissingAndHowToFixIt(t *testing.T) {
+	c := devClient(t, "default")
+	ns := newNamespaceName(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// The namespace alone, without PremiScale's attributes.
+	if _, err := Setup(ctx, c, SetupOptions{Namespace: ns, CreateNamespace: true, Retention: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	err := CheckAttributes(ctx, c, ns, spec.SearchAttributes)
+	if err == nil {
+		t.Fatal("no error for a namespace without PremiScale's search attributes")
+	}
+	for _, want := range []string{"namespace " + ns + " lacks the search attributes", "PremiscaleGroup (Keyword)", "PremiscaleDesired (Int)", "PremiscaleHost (Keyword)", "run `premiscale temporal setup`"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if errors.Is(err, ErrCannotCheck) {
+		t.Errorf("a namespace that lacks attributes counts as one that cannot be checked: %v", err)
+	}
+
+	if _, err := Setup(ctx, c, SetupOptions{Namespace: ns, Attributes: spec.SearchAttributes}); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckAttributes(ctx, c, ns, spec.SearchAttributes); err != nil {
+		t.Errorf("after setup: %v", err)
+	}
+
+	// A type that differs from what the workflows set is named too.
+	wrong := []temporal.SearchAttributeKey{temporal.NewSearchAttributeKeyInt64(spec.AttrHost.GetName())}
+	err = CheckAttributes(ctx, c, ns, wrong)
+	if want := "PremiscaleHost is Keyword, must be Int"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("check of a wrong type: %v, want %q", err, want)
+	}
+}
+
+func TestCheckAttributesOfAMissingNamespaceCannotCheck(t *testing.T) {
+	c := devClient(t, "default")
+	ns := newNamespaceName(t, c)
+	err := CheckAttributes(context.Background(), c, ns, spec.SearchAttributes)
+	if !errors.Is(err, ErrCannotCheck) {
+		t.Errorf("check of a namespace that does not exist: %v, want ErrCannotCheck", err)
 	}
 }

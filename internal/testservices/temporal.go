@@ -22,6 +22,7 @@ var SearchAttributes = []string{
 	"PremiscaleDesired=Int",
 	"PremiscaleCurrent=Int",
 	"PremiscaleLastAction=Keyword",
+	"PremiscaleHost=Keyword",
 }
 
 // Temporal is a private Temporal dev server (namespace default), its history in a SQLite file

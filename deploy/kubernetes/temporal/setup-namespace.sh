@@ -32,7 +32,8 @@ until temporal operator search-attribute create --namespace "$namespace" \
 	--name PremiscaleGroup --type Keyword \
 	--name PremiscaleDesired --type Int \
 	--name PremiscaleCurrent --type Int \
-	--name PremiscaleLastAction --type Keyword; do
+	--name PremiscaleLastAction --type Keyword \
+	--name PremiscaleHost --type Keyword; do
 	tries=$((tries + 1))
 	if [ "$tries" -ge 30 ]; then
 		echo "could not register PremiScale's search attributes in namespace $namespace" >&2
