@@ -459,9 +459,10 @@ func TestFleetSpreadHostFailureAndDrift(t *testing.T) {
 		t.Errorf("orphan domain %s is still on %s after the decision log says it was removed", orphan, h1.name)
 	}
 
-	// A domain destroyed by hand is replaced, with the reason.
-	h1.virsh(t, "destroy", onH1)
+	// A domain removed by hand is replaced, with the reason. Undefined first (a running
+	// domain becomes transient) so that no health check can find it shut off in between.
 	h1.virsh(t, "undefine", onH1)
+	h1.virsh(t, "destroy", onH1)
 	f.wait(time.Minute, "the destroyed instance replaced", func(s fleetStatus) bool {
 		gone := !slices.ContainsFunc(s.Instances, func(in struct {
 			Name       string `json:"name"`
