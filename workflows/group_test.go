@@ -42,12 +42,14 @@ type fakeFleet struct {
 	// noRoomNext refuses that many launches as a full host's worker does.
 	noRoomNext int
 	crashed    map[string]bool
-	excluded   []string
-	lastSeen   map[string]time.Time
+	// foreign: a domain without PremiScale's metadata has taken the instance's name.
+	foreign  map[string]bool
+	excluded []string
+	lastSeen map[string]time.Time
 }
 
 func newFakeFleet() *fakeFleet {
-	return &fakeFleet{created: map[string]int{}, destroyed: map[string]int{}, crashed: map[string]bool{}, lastSeen: map[string]time.Time{},
+	return &fakeFleet{created: map[string]int{}, destroyed: map[string]int{}, crashed: map[string]bool{}, foreign: map[string]bool{}, lastSeen: map[string]time.Time{},
 		repeats: map[string]activities.EventRepeats{}, hosts: map[string]spec.Host{}, placed: map[string]string{}}
 }
 
@@ -196,6 +198,9 @@ func newEnv(t *testing.T, f *fakeFleet, options ...func(*testsuite.WorkflowTestS
 			state := "running"
 			if f.crashed[name] {
 				state = "crashed"
+			}
+			if f.foreign[name] {
+				return activities.DomainHealth{Found: true, Foreign: true, State: "running"}, nil
 			}
 			return activities.DomainHealth{Found: live, State: state}, nil
 		})

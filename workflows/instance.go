@@ -463,18 +463,34 @@ func (in *instance) dbCtx() workflow.Context {
 
 // db runs a state database activity: in lean runs a local activity, which the workflow's own
 // worker runs within the workflow task (one event, its result, instead of an activity task and
-// the workflow task after it), with the same retries and bound.
+// the workflow task after it). A local activity retries inside the workflow task, so it gets
+// only a few seconds: when the database does not answer by then (an outage), the write falls
+// back to a regular activity, which waits the outage out with the same retries and bound as
+// outside lean runs, without holding a workflow task open.
 func (in *instance) db(activity any, args ...any) workflow.Future {
 	if !in.lean {
 		return workflow.ExecuteActivity(in.dbCtx(), activity, args...)
 	}
 	lctx := workflow.WithLocalActivityOptions(in.ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: 30 * time.Minute,
-		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+		StartToCloseTimeout:    localDatabaseBound,
+		ScheduleToCloseTimeout: localDatabaseBound,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Second},
 	})
-	return workflow.ExecuteLocalActivity(lctx, activity, args...)
+	local := workflow.ExecuteLocalActivity(lctx, activity, args...)
+	result, settle := workflow.NewFuture(in.ctx)
+	workflow.Go(in.ctx, func(ctx workflow.Context) {
+		if err := local.Get(ctx, nil); err != nil {
+			settle.Chain(workflow.ExecuteActivity(in.dbCtx(), activity, args...))
+			return
+		}
+		settle.Chain(local)
+	})
+	return result
 }
+
+// localDatabaseBound is how long a state write tries as a local activity before it falls back
+// to a regular one: under the SDK's 5 s warning for a long workflow task.
+const localDatabaseBound = 3 * time.Second
 
 // setHost shows the instance's group and host in its search attributes, for runs that were
 // started without them (by a group run before changeLeanHistory) or whose host is new; "" is

@@ -73,6 +73,7 @@ func TestUnhealthyInstancesAreReplaced(t *testing.T) {
 	}{
 		{"crashed domain", func(f *fakeFleet) { f.crashed["web-1"] = true }, true, true},
 		{"domain vanished", func(f *fakeFleet) { f.destroyed["web-1"]++ }, true, true},
+		{"name taken by a foreign domain", func(f *fakeFleet) { f.foreign["web-1"] = true }, true, true},
 		{"heartbeats stopped", func(*fakeFleet) {}, false, true},
 		{"healthy", func(*fakeFleet) {}, true, false},
 	}

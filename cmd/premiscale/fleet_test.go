@@ -499,8 +499,10 @@ func TestFleetSpreadHostFailureAndDrift(t *testing.T) {
 		}
 		return s.count("running") == 3
 	}, nil)
-	if rec, _, err := f.store.GetInstance(context.Background(), onH2); err != nil || !strings.Contains(rec.Reason, "without PremiScale's metadata") {
-		t.Errorf("MySQL record of %s: %+v (%v); want its reason to say a foreign domain took its name", onH2, rec, err)
+	// A health check between the undefine and the define finds no domain at all: that reason
+	// is as true (TestUnhealthyInstancesAreReplaced in workflows pins the foreign case).
+	if rec, _, err := f.store.GetInstance(context.Background(), onH2); err != nil || !strings.Contains(rec.Reason, "without PremiScale's metadata") && !strings.Contains(rec.Reason, "disappeared") {
+		t.Errorf("MySQL record of %s: %+v (%v); want its reason to say a foreign domain took its name (or that its domain disappeared)", onH2, rec, err)
 	}
 	time.Sleep(6 * time.Second) // a drift sweep or two, and the orphan grace period
 	if !h2.hasDomain(t, onH2) {
