@@ -70,16 +70,8 @@ func (m *markers) body(path string) (string, bool) {
 // the address it really configured.
 func TestRealVMsBootCheckInAndRetire(t *testing.T) {
 	ctx := context.Background()
-	conn, err := libvirt.Dial(ctx, "qemu:///system", libvirt.Options{CallTimeout: time.Minute})
-	if err != nil {
-		t.Fatalf("connect to qemu:///system: %v (run testenv/up)", err)
-	}
 	// Cleanups run last-in first-out: the connection closes after removeLeftovers used it.
-	t.Cleanup(func() { conn.Close() })
-	pool, volume, _ := strings.Cut(guest.image, "/")
-	if ok, err := conn.VolumeExists(ctx, pool, volume); err != nil || !ok {
-		t.Fatalf("guest image %s is not loaded (%v): run testenv/guest-image", guest.image, err)
-	}
+	conn, pool, _ := systemWithGuestImage(t)
 	for _, f := range []string{guest.kernel, guest.initrd} {
 		if _, err := os.Stat(f); err != nil {
 			t.Fatalf("guest boot file: %v (run testenv/guest-image)", err)
@@ -265,15 +257,7 @@ func removeLeftovers(t *testing.T, conn *libvirt.Conn, pool, group string) {
 // worker of their own host.
 func TestRealVMsAcrossTwoHosts(t *testing.T) {
 	ctx := context.Background()
-	sys, err := libvirt.Dial(ctx, "qemu:///system", libvirt.Options{CallTimeout: time.Minute})
-	if err != nil {
-		t.Fatalf("connect to qemu:///system: %v (run testenv/up)", err)
-	}
-	t.Cleanup(func() { sys.Close() })
-	pool, volume, _ := strings.Cut(guest.image, "/")
-	if ok, err := sys.VolumeExists(ctx, pool, volume); err != nil || !ok {
-		t.Fatalf("guest image %s is not loaded (%v): run testenv/guest-image", guest.image, err)
-	}
+	sys, pool, volume := systemWithGuestImage(t)
 	daemon := testservices.StartLibvirtd(t, testservices.LibvirtdOptions{})
 	session := &fleetHost{name: testservices.UniqueName(t, "ses"), daemon: daemon, uri: daemon.SessionURI()}
 	session.virsh(t, "pool-define-as", pool, "dir", "--target", filepath.Join(daemon.Dir(), "home", "pool"))
@@ -358,4 +342,21 @@ func TestRealVMsAcrossTwoHosts(t *testing.T) {
 			t.Errorf("domains of %s left on %s after delete: %v (%v)", group, name, doms, err)
 		}
 	}
+}
+
+// systemWithGuestImage connects to qemu:///system, closed when the test ends, and checks that
+// testenv's guest image is loaded there; it returns the image's pool and volume.
+func systemWithGuestImage(t *testing.T) (conn *libvirt.Conn, pool, volume string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := libvirt.Dial(ctx, "qemu:///system", libvirt.Options{CallTimeout: time.Minute})
+	if err != nil {
+		t.Fatalf("connect to qemu:///system: %v (run testenv/up)", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	pool, volume, _ = strings.Cut(guest.image, "/")
+	if ok, err := conn.VolumeExists(ctx, pool, volume); err != nil || !ok {
+		t.Fatalf("guest image %s is not loaded (%v): run testenv/guest-image", guest.image, err)
+	}
+	return conn, pool, volume
 }

@@ -21,7 +21,6 @@ import (
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/internal/groupctl"
-	"github.com/premiscale/premiscale/internal/libvirt"
 	"github.com/premiscale/premiscale/internal/spec"
 	"github.com/premiscale/premiscale/internal/state"
 	"github.com/premiscale/premiscale/internal/testservices"
@@ -57,15 +56,7 @@ func TestBenchWarmPoolRealVMs(t *testing.T) {
 	}
 	startLoad := loadAverage()
 	ctx := context.Background()
-	conn, err := libvirt.Dial(ctx, "qemu:///system", libvirt.Options{CallTimeout: time.Minute})
-	if err != nil {
-		t.Fatalf("connect to qemu:///system: %v (run testenv/up)", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	pool, volume, _ := strings.Cut(guest.image, "/")
-	if ok, err := conn.VolumeExists(ctx, pool, volume); err != nil || !ok {
-		t.Fatalf("guest image %s is not loaded (%v): run testenv/guest-image", guest.image, err)
-	}
+	conn, pool, _ := systemWithGuestImage(t)
 	// The guests post here when their cloud-config ran: proof of a real boot.
 	m := &markers{seen: map[string]string{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
