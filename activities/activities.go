@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/premiscale/premiscale/internal/images"
 	"github.com/premiscale/premiscale/internal/metrics"
 	"github.com/premiscale/premiscale/internal/policy"
@@ -24,6 +26,8 @@ type Activities struct {
 	Logger  *slog.Logger
 	// HostDownAfter: a host without proof of life for this long is down.
 	HostDownAfter time.Duration
+	// Temporal starts and signals workflows (StartWorkflows, SignalWorkflows).
+	Temporal client.Client
 }
 
 // ReadChecksParams asks for the readings of a group's checks.

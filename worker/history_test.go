@@ -12,6 +12,9 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/premiscale/premiscale/activities"
 
 	"github.com/premiscale/premiscale/internal/groupctl"
 	"github.com/premiscale/premiscale/internal/spec"
@@ -19,8 +22,9 @@ import (
 
 // TestHistoryReadsWell runs a group on the real services and reads its histories: an idle
 // evaluation writes only its timer, its workflow task and its observation; the launches of one
-// evaluation start in one workflow task, and so do the retirements; instance workflows carry
-// their group and host as search attributes, and groups and instances a summary for the web UI.
+// evaluation are one StartWorkflows activity, and retirements and reports are signals through
+// the client, not commands; instance workflows carry their group and host as search
+// attributes, and groups and instances a summary for the web UI.
 func TestHistoryReadsWell(t *testing.T) {
 	f := newFixture(t, "{minNodes: 0, maxNodes: 5, increment: 5, maxConcurrentLaunches: 0, cooldown: 0, scaleIn: {stabilizationWindow: 0}, resourceTarget: {cpu: 50}}")
 	a := f.startWorker()
@@ -49,15 +53,18 @@ func TestHistoryReadsWell(t *testing.T) {
 		}
 	}
 
-	// A scale-out of 5 starts its 5 children in one workflow task.
+	// A scale-out of 5 starts its 5 instances in one StartWorkflows activity.
 	desired := 5
 	if _, err := ctl.Scale(ctx, f.group, spec.ScaleRequest{Desired: &desired}); err != nil {
 		t.Fatal(err)
 	}
 	f.waitFor(ctl, "5 running instances", 2*time.Minute, running(5))
 	evs = fetchHistory(t, tc, groupID, "").GetEvents()
-	if tasks := taskOf(evs, enums.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED); len(tasks) != 1 || tasks[0] != 5 {
-		t.Errorf("child starts per workflow task: %v, want all 5 in one", tasks)
+	if n := count(evs, enums.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED); n != 0 {
+		t.Errorf("%d child workflow starts in the group's history, want none", n)
+	}
+	if starts := activityInputs(t, evs, "StartWorkflows"); len(starts) != 1 || len(starts[0].Starts) != 5 {
+		t.Errorf("StartWorkflows activities: %d, want one starting all 5", len(starts))
 	}
 
 	// Each instance carries its group and host, so one query lists them.
@@ -92,17 +99,55 @@ func TestHistoryReadsWell(t *testing.T) {
 	checkSummary(t, tc, groupID, "autoscaling group "+f.group, "evaluated every 2s")
 	checkSummary(t, tc, spec.InstanceWorkflowID(f.group+"-3"), fmt.Sprintf("instance %s-3 of group %s on host %s", f.group, f.group, f.host), "shutdown grace 1m0s")
 
-	// A scale-in of 5 signals its 5 retirements in one workflow task.
+	// A scale-in of 5 signals its 5 retirements through the client, not as commands.
 	desired = 0
 	if _, err := ctl.Scale(ctx, f.group, spec.ScaleRequest{Desired: &desired}); err != nil {
 		t.Fatal(err)
 	}
 	f.waitFor(ctl, "no instance", 2*time.Minute, func(s groupctl.Status) bool { return len(s.Instances) == 0 })
 	evs = fetchHistory(t, tc, groupID, "").GetEvents()
-	if tasks := taskOf(evs, enums.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED); len(tasks) != 1 || tasks[0] != 5 {
-		t.Errorf("retire signals per workflow task: %v, want all 5 in one", tasks)
+	if n := count(evs, enums.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED); n != 0 {
+		t.Errorf("%d external signal commands in the group's history, want none", n)
+	}
+	for i := 1; i <= 5; i++ {
+		id := spec.InstanceWorkflowID(fmt.Sprintf("%s-%d", f.group, i))
+		ievs := fetchHistory(t, tc, id, "").GetEvents()
+		if n := count(ievs, enums.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED); n != 0 {
+			t.Errorf("%s reported to its group with %d external signal commands, want none", id, n)
+		}
+		if last := ievs[len(ievs)-1].GetEventType(); last != enums.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED {
+			t.Errorf("%s ended with %s, want completed", id, last)
+		}
 	}
 	f.deleteGroup(ctl)
+}
+
+func count(evs []*historypb.HistoryEvent, typ enums.EventType) int {
+	n := 0
+	for _, ev := range evs {
+		if ev.GetEventType() == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// activityInputs decodes the input of every activity of the given type in a history.
+func activityInputs(t *testing.T, evs []*historypb.HistoryEvent, activity string) []activities.StartWorkflowsParams {
+	t.Helper()
+	var out []activities.StartWorkflowsParams
+	for _, ev := range evs {
+		a := ev.GetActivityTaskScheduledEventAttributes()
+		if a == nil || a.GetActivityType().GetName() != activity {
+			continue
+		}
+		var p activities.StartWorkflowsParams
+		if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &p); err != nil {
+			t.Fatalf("decode %s input: %v", activity, err)
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // evaluations splits a group's history at its interval timers: each part runs from one timer
@@ -126,30 +171,6 @@ func eventTypes(evs []*historypb.HistoryEvent) []enums.EventType {
 	out := make([]enums.EventType, len(evs))
 	for i, ev := range evs {
 		out[i] = ev.GetEventType()
-	}
-	return out
-}
-
-// taskOf counts the events of type typ by the workflow task that wrote them, in history order.
-func taskOf(evs []*historypb.HistoryEvent, typ enums.EventType) []int {
-	var out []int
-	task := int64(-1)
-	for _, ev := range evs {
-		if ev.GetEventType() != typ {
-			continue
-		}
-		var id int64
-		switch a := ev.GetAttributes().(type) {
-		case *historypb.HistoryEvent_StartChildWorkflowExecutionInitiatedEventAttributes:
-			id = a.StartChildWorkflowExecutionInitiatedEventAttributes.GetWorkflowTaskCompletedEventId()
-		case *historypb.HistoryEvent_SignalExternalWorkflowExecutionInitiatedEventAttributes:
-			id = a.SignalExternalWorkflowExecutionInitiatedEventAttributes.GetWorkflowTaskCompletedEventId()
-		}
-		if id != task {
-			out = append(out, 0)
-			task = id
-		}
-		out[len(out)-1]++
 	}
 	return out
 }

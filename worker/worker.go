@@ -433,7 +433,7 @@ func (a *Worker) temporalWorkers() []sdkworker.Worker {
 	shared.RegisterWorkflow(workflows.GroupWorkflow)
 	shared.RegisterWorkflow(workflows.InstanceWorkflow)
 	shared.RegisterActivity(&activities.Activities{Store: a.store, Metrics: influxdb.Sources(a.metrics), Logger: a.quiet,
-		HostDownAfter: a.cfg.Controller.Autoscale.HostDownAfter.Duration})
+		HostDownAfter: a.cfg.Controller.Autoscale.HostDownAfter.Duration, Temporal: a.temporal})
 	workers = append(workers, shared)
 	for _, h := range a.servedHosts() {
 		w := sdkworker.New(a.temporal, spec.HostTaskQueue(h.Name), opts)

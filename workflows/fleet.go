@@ -122,9 +122,8 @@ func (g *group) markLost(ctx workflow.Context) {
 		} else {
 			g.note("%s lost: %s", ref.Name, reason)
 		}
-		f := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(ref.Name), "", spec.SignalLost, reason)
-		g.issue(ctx, f, signalBytes, func(err error) {
-			g.logger.Warn("could not tell a lost instance", "instance", ref.Name, "error", err)
+		g.signalInstance(ctx, ref.Name, spec.SignalLost, reason, func(why string) {
+			g.logger.Warn("could not tell a lost instance", "instance", ref.Name, "error", why)
 		})
 	}
 }

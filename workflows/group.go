@@ -86,9 +86,10 @@ type group struct {
 	// placement by capacity, lost instances).
 	fleet bool
 	// lean is set for runs with the rules of changeLeanHistory (local observations, upserts
-	// on change, commands issued together).
-	lean bool
-	// issued are the child starts and signals issued and not waited for yet (lean runs).
+	// on change, commands issued together), clientStarts for those of changeClientStarts
+	// (instances started and signalled through the client).
+	lean, clientStarts bool
+	// issued are the instance starts and signals issued and not waited for yet (lean runs).
 	issued issuedCommands
 	// hosts is the last observation of the group's hosts; nil before the first.
 	hosts []spec.Host
@@ -125,6 +126,7 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 	g.fleet = g.intent && workflow.GetVersion(ctx, changeFleet, workflow.DefaultVersion, 1) >= 1
 	g.pool = g.fleet && workflow.GetVersion(ctx, changeWarmPool, workflow.DefaultVersion, 1) >= 1
 	g.lean = g.fleet && workflow.GetVersion(ctx, changeLeanHistory, workflow.DefaultVersion, 1) >= 1
+	g.clientStarts = g.lean && workflow.GetVersion(ctx, changeClientStarts, workflow.DefaultVersion, 1) >= 1
 	g.refresh()
 	if err := g.registerHandlers(ctx); err != nil {
 		return err

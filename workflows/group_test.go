@@ -2,7 +2,9 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
@@ -46,6 +48,9 @@ type fakeFleet struct {
 	foreign  map[string]bool
 	excluded []string
 	lastSeen map[string]time.Time
+	// signals are those sent through SignalWorkflows, in signalCalls calls.
+	signals     []activities.Signal
+	signalCalls int
 }
 
 func newFakeFleet() *fakeFleet {
@@ -114,7 +119,96 @@ func testSpec() spec.Group {
 	}
 }
 
+// newEnv is a test environment for a group "web" whose instances run as child workflows: the
+// test environment cannot start a workflow that is not its main workflow's child, so the
+// group's starts stay those of runs before changeClientStarts (newClientStartsEnv tests the
+// starts through the client). Everything else is today's code, signals through
+// SignalWorkflows included: they reach the test's workflows.
 func newEnv(t *testing.T, f *fakeFleet, options ...func(*testsuite.WorkflowTestSuite)) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	env := newBareEnv(t, f, options...)
+	env.OnGetVersion(changeClientStarts, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	var a *activities.Activities
+	env.OnActivity(a.SignalWorkflows, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, signals []activities.Signal) ([]string, error) {
+			f.mu.Lock()
+			f.signals = append(f.signals, signals...)
+			f.signalCalls++
+			f.mu.Unlock()
+			// Delivered from the environment's own loop, as the server would.
+			for _, sg := range signals {
+				env.RegisterDelayedCallback(func() {
+					if sg.WorkflowID == spec.GroupWorkflowID("web") {
+						env.SignalWorkflow(sg.Name, sg.Arg)
+					} else if err := env.SignalWorkflowByID(sg.WorkflowID, sg.Name, sg.Arg); err != nil {
+						t.Logf("signal %s to %s: %v", sg.Name, sg.WorkflowID, err)
+					}
+				}, 0)
+			}
+			return make([]string, len(signals)), nil
+		})
+	return env
+}
+
+// newClientStartsEnv is a test environment for a group "web" that starts its instances through
+// the client. Its instances are fakes: one started reports running at once, one told to retire
+// is destroyed and reports terminated; starts is every StartWorkflows call.
+func newClientStartsEnv(t *testing.T, f *fakeFleet, starts *[]activities.StartWorkflowsParams) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	env := newBareEnv(t, f)
+	var a *activities.Activities
+	report := func(name, state, reason string) {
+		env.RegisterDelayedCallback(func() {
+			env.SignalWorkflow(spec.SignalInstanceStatus, spec.InstanceStatus{Name: name, State: state, Reason: reason})
+		}, 0)
+	}
+	env.OnActivity(a.StartWorkflows, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, p activities.StartWorkflowsParams) ([]string, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			*starts = append(*starts, p)
+			out := make([]string, len(p.Starts))
+			for i, st := range p.Starts {
+				var in InstanceParams
+				if err := json.Unmarshal(st.Input, &in); err != nil {
+					return nil, err
+				}
+				if f.failNext > 0 {
+					f.failNext--
+					out[i] = "workflow " + st.ID + " could not start"
+					continue
+				}
+				f.created[in.Name]++
+				f.placed[in.Name] = in.Host
+				report(in.Name, spec.StateRunning, "")
+			}
+			return out, nil
+		})
+	env.OnActivity(a.SignalWorkflows, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, signals []activities.Signal) ([]string, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.signals = append(f.signals, signals...)
+			f.signalCalls++
+			out := make([]string, len(signals))
+			for i, sg := range signals {
+				name, _ := strings.CutPrefix(sg.WorkflowID, "vm/")
+				switch {
+				case f.created[name] == 0 || f.destroyed[name] > 0:
+					out[i] = "workflow " + sg.WorkflowID + " not found"
+				case sg.Name == spec.SignalRetire:
+					f.destroyed[name]++
+					delete(f.placed, name)
+					report(name, spec.StateTerminated, "retired")
+				}
+			}
+			return out, nil
+		})
+	return env
+}
+
+// newBareEnv is the environment newEnv and newClientStartsEnv share: the fleet's activities.
+func newBareEnv(t *testing.T, f *fakeFleet, options ...func(*testsuite.WorkflowTestSuite)) *testsuite.TestWorkflowEnvironment {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
@@ -428,7 +522,8 @@ func countActions(events []activities.ScalingEventRecord) int {
 func TestIdleEvaluationsUpsertOnlyWhatChanged(t *testing.T) {
 	f := newFakeFleet()
 	f.setCPU(ptr(50)) // on target: the group holds at its minimum
-	env := newEnv(t, f)
+	var starts []activities.StartWorkflowsParams
+	env := newClientStartsEnv(t, f, &starts)
 	var mu sync.Mutex
 	var upserts [][]string
 	memos := 0
@@ -464,4 +559,76 @@ func TestIdleEvaluationsUpsertOnlyWhatChanged(t *testing.T) {
 	if memos > 4 {
 		t.Errorf("%d memo upserts over %d evaluations; want one per new decision (the launch, the hold, the delete)", memos, seen[0].Evaluations)
 	}
+}
+
+// A lean group starts an evaluation's instances in one StartWorkflows activity, with their
+// search attributes and summaries, and tells them to retire in one SignalWorkflows call.
+func TestInstancesStartAndRetireTogether(t *testing.T) {
+	f := newFakeFleet()
+	var starts []activities.StartWorkflowsParams
+	env := newClientStartsEnv(t, f, &starts)
+	gs := testSpec()
+	gs.Policy.Min, gs.Policy.Increment = 4, 4
+	seen := sizesAt(t, env, minutes(0.5))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 2*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(gs))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("group workflow failed: %v", err)
+	}
+	if seen[0].Current != 4 || !reflect.DeepEqual(running(seen[0]), []string{"web-1", "web-2", "web-3", "web-4"}) {
+		t.Errorf("after the first evaluation: %+v, want web-1 to web-4 running", seen[0].Instances)
+	}
+	if len(starts) != 1 || len(starts[0].Starts) != 4 {
+		t.Fatalf("StartWorkflows calls %+v, want one with 4 starts", starts)
+	}
+	p := starts[0]
+	if p.Workflow != "InstanceWorkflow" || p.TaskQueue != spec.DefaultTaskQueue {
+		t.Errorf("started %s on %s, want InstanceWorkflow on the group's task queue %s", p.Workflow, p.TaskQueue, spec.DefaultTaskQueue)
+	}
+	for i, st := range p.Starts {
+		name := fmt.Sprintf("web-%d", i+1)
+		if st.ID != spec.InstanceWorkflowID(name) || st.Group != "web" || st.Host == "" ||
+			!strings.HasPrefix(st.Summary, "instance "+name+" of group web on host "+st.Host) || !strings.Contains(st.Details, "512 MiB") {
+			t.Errorf("start %d: %+v, want %s with its group, host, summary and details", i, st, name)
+		}
+	}
+	if f.signalCalls != 1 || len(f.signals) != 4 {
+		t.Errorf("retirements sent in %d calls (%+v), want the 4 in one", f.signalCalls, f.signals)
+	}
+	for name, n := range f.destroyed {
+		if n != 1 {
+			t.Errorf("%s retired %d times", name, n)
+		}
+	}
+}
+
+// A start that fails is a failed launch, as a child that could not start was: counted toward
+// the launch back-off, and the next evaluation launches again.
+func TestFailedStartIsReplaced(t *testing.T) {
+	f := newFakeFleet()
+	f.failNext = 1
+	var starts []activities.StartWorkflowsParams
+	env := newClientStartsEnv(t, f, &starts)
+	seen := sizesAt(t, env, minutes(0.5, 1.5))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 2*time.Minute)
+	env.ExecuteWorkflow(GroupWorkflow, NewGroupState(testSpec()))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("group workflow failed: %v", err)
+	}
+	if seen[0].Current != 0 || seen[0].Launches.ConsecutiveFailures != 1 || !strings.Contains(seen[0].Launches.LastError, "could not start") {
+		t.Errorf("after the failed start: %d instances, launches %+v; want none, one failure saying why", seen[0].Current, seen[0].Launches)
+	}
+	if !reflect.DeepEqual(running(seen[1]), []string{"web-2"}) {
+		t.Errorf("a minute later: %+v, want the replacement web-2 running", seen[1].Instances)
+	}
+}
+
+func running(s spec.GroupStatus) []string {
+	var out []string
+	for _, in := range s.Instances {
+		if in.State == spec.StateRunning {
+			out = append(out, in.Name)
+		}
+	}
+	return out
 }

@@ -72,6 +72,8 @@ type instance struct {
 	park workflow.ReceiveChannel
 	// fleet is set for runs with the rules of changeFleet, lean for those of changeLeanInstance.
 	fleet, lean bool
+	// clientReports: the instance reports to its group through the client (changeClientReports).
+	clientReports bool
 	// noRoom is set when the host's worker refused the launch for lack of room.
 	noRoom bool
 }
@@ -91,6 +93,7 @@ func InstanceWorkflow(ctx workflow.Context, p InstanceParams) error {
 	}
 	in.fleet = workflow.GetVersion(ctx, changeFleet, workflow.DefaultVersion, 1) >= 1
 	in.lean = in.fleet && workflow.GetVersion(ctx, changeLeanInstance, workflow.DefaultVersion, 1) >= 1
+	in.clientReports = in.lean && workflow.GetVersion(ctx, changeClientReports, workflow.DefaultVersion, 1) >= 1
 	in.setHost(p.Host)
 	if p.Lost {
 		return in.whenLost(p.LostReason)
@@ -528,6 +531,18 @@ func (in *instance) record(state, reason string) {
 
 func (in *instance) notify(state, reason string, replace bool) {
 	st := spec.InstanceStatus{Name: in.p.Name, State: state, Reason: reason, Address: in.p.Address, Replace: replace, NoRoom: in.noRoom}
+	if in.clientReports {
+		// Through the client (see activities.SignalWorkflows): the group may hear a report
+		// twice, which it ignores, rather than a hundred reports one after another.
+		var a *activities.Activities
+		var res []string
+		err := workflow.ExecuteLocalActivity(signalCtx(in.ctx), a.SignalWorkflows,
+			[]activities.Signal{{WorkflowID: in.p.GroupWorkflowID, Name: spec.SignalInstanceStatus, Arg: st}}).Get(in.ctx, &res)
+		if reason := callOutcome(res, 0, err); reason != "" {
+			in.logger.Warn("could not report to group", "instance", in.p.Name, "group", in.p.GroupWorkflowID, "error", reason)
+		}
+		return
+	}
 	if err := workflow.SignalExternalWorkflow(in.ctx, in.p.GroupWorkflowID, "", spec.SignalInstanceStatus, st).Get(in.ctx, nil); err != nil {
 		in.logger.Warn("could not report to group", "instance", in.p.Name, "group", in.p.GroupWorkflowID, "error", err)
 	}

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -163,6 +164,24 @@ func (g *group) launch(ctx workflow.Context, why, host string, replacement bool,
 		Name: ref.Name, Group: g.eff.Name, Host: ref.Host, Index: ref.Seq, Address: address,
 		Launch: g.eff.Launch, GroupWorkflowID: g.wfID, Pool: pool,
 	}
+	failed := func(reason string) {
+		g.logger.Warn("could not start instance workflow", "instance", ref.Name, "error", reason)
+		g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateFailed, Reason: reason})
+	}
+	if g.clientStarts {
+		// Deterministic output (see fingerprint); workflowcheck flags encoding/json's type cache.
+		input, err := json.Marshal(params) //workflowcheck:ignore
+		if err != nil {
+			failed(fmt.Sprintf("encode the instance's parameters: %v", err))
+			return true
+		}
+		summary, details := instanceSummary(params, why)
+		g.queueStart(ctx, activities.WorkflowStart{
+			ID: spec.InstanceWorkflowID(ref.Name), Group: g.eff.Name, Host: host,
+			Summary: summary, Details: details, Input: input,
+		}, failed)
+		return true
+	}
 	opts := workflow.ChildWorkflowOptions{
 		WorkflowID: spec.InstanceWorkflowID(ref.Name),
 		// Instances outlive a run of their group (continue-as-new) and report back by signal.
@@ -174,10 +193,7 @@ func (g *group) launch(ctx workflow.Context, why, host string, replacement bool,
 		opts.StaticSummary, opts.StaticDetails = instanceSummary(params, why)
 	}
 	child := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), InstanceWorkflow, params)
-	g.issue(ctx, child.GetChildWorkflowExecution(), len(g.eff.Launch.CloudInit)+4096, func(err error) {
-		g.logger.Warn("could not start instance workflow", "instance", ref.Name, "error", err)
-		g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateFailed, Reason: err.Error()})
-	})
+	g.issue(ctx, child.GetChildWorkflowExecution(), len(g.eff.Launch.CloudInit)+4096, func(err error) { failed(err.Error()) })
 	return true
 }
 
@@ -331,16 +347,12 @@ func (g *group) retire(ctx workflow.Context, n int, force bool) int {
 func (g *group) signalRetire(ctx workflow.Context, name, host string) {
 	g.setState(name, spec.StateRetiring)
 	g.metrics(ctx).retired(host)
-	f := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(name), "", spec.SignalRetire, nil)
-	g.issue(ctx, f, signalBytes, func(err error) {
+	g.signalInstance(ctx, name, spec.SignalRetire, nil, func(reason string) {
 		// The instance workflow is gone, so nothing is left to retire.
-		g.logger.Warn("could not signal instance to retire", "instance", name, "error", err)
-		g.applyStatus(ctx, spec.InstanceStatus{Name: name, State: spec.StateTerminated, Reason: err.Error()})
+		g.logger.Warn("could not signal instance to retire", "instance", name, "error", reason)
+		g.applyStatus(ctx, spec.InstanceStatus{Name: name, State: spec.StateTerminated, Reason: reason})
 	})
 }
-
-// signalBytes is about what a signal to an instance weighs in its workflow task.
-const signalBytes = 512
 
 func (g *group) setState(name, state string) {
 	for i := range g.st.Instances {

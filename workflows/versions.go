@@ -40,4 +40,17 @@ const (
 	// activities, and sets its group and host search attributes when its start did not
 	// (before: a regular activity each, no attributes).
 	changeLeanInstance = "lean-instance"
+	// changeClientStarts: a lean group starts its instance workflows through the client, all of
+	// an evaluation's in one StartWorkflows activity, instead of as child workflows, and sends
+	// its signals to instances (retire, lost, take, park) through the client, an evaluation's
+	// in one SignalWorkflows local activity, instead of as external-signal commands: each child
+	// start, its started event and each signal command is work the server does on the group's
+	// history one after another. Workflow tests keep this at DefaultVersion (see newEnv): the
+	// test environment cannot start a workflow that is not a child.
+	changeClientStarts = "client-starts"
+	// changeClientReports: a lean instance reports to its group through the client, in a
+	// SignalWorkflows local activity, instead of an external-signal command (before: each
+	// report a command and an event in the instance's history, and the server signalling the
+	// group for each in turn).
+	changeClientReports = "client-reports"
 )

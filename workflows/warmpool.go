@@ -67,13 +67,12 @@ func (g *group) takeFromPool(ctx workflow.Context, n int, why string, replacemen
 			ref.Reason = "taken from the warm pool"
 		}
 		g.st.Instances = append(g.st.Instances, ref)
-		f := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(ref.Name), "", spec.SignalTake, nil)
 		counted := false
-		if !g.issue(ctx, f, signalBytes, func(err error) {
+		if !g.signalInstance(ctx, ref.Name, spec.SignalTake, nil, func(reason string) {
 			// Its workflow is gone: so is the member. A lean run learns it after the take was
 			// counted; the shortfall is launched by the next evaluation.
-			g.logger.Warn("could not take a warm-pool member", "instance", ref.Name, "error", err)
-			g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateTerminated, Reason: err.Error()})
+			g.logger.Warn("could not take a warm-pool member", "instance", ref.Name, "error", reason)
+			g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateTerminated, Reason: reason})
 			if counted {
 				g.st.PoolTaken--
 			}
@@ -134,10 +133,9 @@ func (g *group) returnToPool(ctx workflow.Context, ref spec.InstanceRef) bool {
 			in.State, in.Defined, in.Replacement, in.Reason = spec.StateWarming, true, false, "returned to the warm pool"
 		}
 	}
-	f := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(ref.Name), "", spec.SignalPark, w.State)
-	if !g.issue(ctx, f, signalBytes, func(err error) {
-		g.logger.Warn("could not return an instance to the warm pool", "instance", ref.Name, "error", err)
-		g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateTerminated, Reason: err.Error()})
+	if !g.signalInstance(ctx, ref.Name, spec.SignalPark, w.State, func(reason string) {
+		g.logger.Warn("could not return an instance to the warm pool", "instance", ref.Name, "error", reason)
+		g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateTerminated, Reason: reason})
 	}) {
 		return true
 	}
@@ -213,10 +211,9 @@ func (g *group) trimPool(ctx workflow.Context) []string {
 	var names []string
 	for _, ref := range append(stale, current[:excess]...) {
 		g.setState(ref.Name, spec.StateRetiring)
-		f := workflow.SignalExternalWorkflow(ctx, spec.InstanceWorkflowID(ref.Name), "", spec.SignalRetire, nil)
-		g.issue(ctx, f, signalBytes, func(err error) {
-			g.logger.Warn("could not signal a warm-pool member to retire", "instance", ref.Name, "error", err)
-			g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateTerminated, Reason: err.Error()})
+		g.signalInstance(ctx, ref.Name, spec.SignalRetire, nil, func(reason string) {
+			g.logger.Warn("could not signal a warm-pool member to retire", "instance", ref.Name, "error", reason)
+			g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateTerminated, Reason: reason})
 		})
 		names = append(names, ref.Name)
 	}
