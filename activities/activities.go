@@ -85,8 +85,9 @@ type HostActivities struct {
 	// Images copies a group's base image onto the host before its first launch there; nil
 	// leaves that to the operator.
 	Images *images.Copier
-	// placing makes a launch's room check and its definition one step on this host.
+	// placing guards room: a launch's room check and its reservation are one step on the host.
 	placing sync.Mutex
+	room    roomLedger
 	// CheckinURL returns the URL, with its token, an instance's guest checks in at.
 	CheckinURL func(instance string) string
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -13,7 +14,6 @@ import (
 	"github.com/premiscale/premiscale/internal/cloudinit"
 	"github.com/premiscale/premiscale/internal/images"
 	"github.com/premiscale/premiscale/internal/libvirt"
-	"github.com/premiscale/premiscale/internal/placement"
 	"github.com/premiscale/premiscale/internal/spec"
 )
 
@@ -56,10 +56,23 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 			fmt.Sprintf("render the seed of instance %s: %v", p.Name, err), ErrTypeBadLaunchSpec, nil)
 	}
 
+	// Heartbeats go on through every step, so that an attempt its worker lost (a worker that
+	// died, a task the server handed to a poller that was gone) is retried after the
+	// heartbeat timeout rather than the start-to-close timeout.
+	var stepMu sync.Mutex
+	step := "starting"
+	setStep := func(s string) {
+		stepMu.Lock()
+		step = s
+		stepMu.Unlock()
+		activity.RecordHeartbeat(ctx, s)
+	}
+	stop := keepHeartbeatingFrom(ctx, func() any { stepMu.Lock(); defer stepMu.Unlock(); return step })
+	defer stop()
 	if h.Images != nil {
-		activity.RecordHeartbeat(ctx, "image")
+		setStep("image")
 		im := images.Image{Pool: l.ImagePool, Volume: l.ImageVolume, Source: l.ImageSource, SHA256: l.ImageSHA256}
-		progress := func(n int64) { activity.RecordHeartbeat(ctx, fmt.Sprintf("image: %d MiB copied", n>>20)) }
+		progress := func(n int64) { setStep(fmt.Sprintf("image: %d MiB copied", n>>20)) }
 		if _, err := h.Images.Ensure(ctx, h.Host, h.Hyper, im, progress); err != nil {
 			if errors.Is(err, images.ErrUnavailable) {
 				return res, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadLaunchSpec, nil)
@@ -68,14 +81,14 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 		}
 	}
 	overlay := OverlayVolumeName(p.Name)
-	activity.RecordHeartbeat(ctx, "volume")
+	setStep("volume")
 	if res.VolumeCreated, err = h.Hyper.EnsureOverlayVolume(ctx, l.ImagePool, overlay, l.ImagePool, l.ImageVolume); err != nil {
 		return res, launchError(fmt.Errorf("create disk of instance %s on host %s: %w", p.Name, h.Host, err))
 	}
 	disks := []libvirt.DiskSpec{{Pool: l.ImagePool, Volume: overlay, Target: "vda", Format: "qcow2"}}
 	if seed != nil {
 		name := SeedVolumeName(p.Name)
-		activity.RecordHeartbeat(ctx, "seed")
+		setStep("seed")
 		exists, err := h.Hyper.VolumeExists(ctx, l.ImagePool, name)
 		if err != nil {
 			return res, fmt.Errorf("look up seed of instance %s on host %s: %w", p.Name, h.Host, err)
@@ -91,17 +104,18 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 		disks = append(disks, libvirt.DiskSpec{Pool: l.ImagePool, Volume: name, Target: "vdb", Format: "raw", ReadOnly: true})
 	}
 
-	activity.RecordHeartbeat(ctx, "domain")
+	setStep("domain")
 	dom := libvirt.DomainSpec{Name: p.Name, Group: p.Group, Domain: l.Domain, Disks: disks, MAC: mac, Template: l.Template, Pool: p.Pool}
-	// Placement chose this host from a recent view of it; the check against what is defined on
-	// it now, made while no other launch on this host can define a domain, makes "a launch
-	// never goes to a host without room" hold when groups launch at the same moment.
-	h.placing.Lock()
-	defer h.placing.Unlock()
-	if err := h.checkRoom(ctx, p.Name, l); err != nil {
+	// Placement chose this host from a recent view of it; the check against what the host holds
+	// now, with the room of launches under way reserved, makes "a launch never goes to a host
+	// without room" hold when groups launch at the same moment.
+	release, err := h.reserveRoom(ctx, p.Name, l)
+	if err != nil {
 		return res, err
 	}
-	if res.DomainCreated, err = h.Hyper.EnsureDomainRunning(ctx, dom); err != nil {
+	res.DomainCreated, err = h.Hyper.EnsureDomainRunning(ctx, dom)
+	release()
+	if err != nil {
 		return res, launchError(fmt.Errorf("create domain of instance %s on host %s: %w", p.Name, h.Host, err))
 	}
 	h.Logger.Info("instance created", "instance", p.Name, "group", p.Group, "host", h.Host,
@@ -112,47 +126,6 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 // ErrTypeNoCapacity marks a launch refused by its host's worker because the host has no room
 // for the instance: placement saw room a moment before, another launch took it.
 const ErrTypeNoCapacity = "NoCapacity"
-
-// checkRoom refuses a new domain the host has no room for. A domain that exists already (a
-// retried launch) passes: it holds its room.
-func (h *HostActivities) checkRoom(ctx context.Context, name string, l spec.Launch) error {
-	if _, found, err := h.Hyper.LookupDomain(ctx, name); err != nil || found {
-		return err
-	}
-	shape := placement.Shape{VCPUs: l.Domain.VCPUs, MemoryMiB: int64(l.Domain.Memory)}
-	if l.Template != "" && (shape.VCPUs == 0 || shape.MemoryMiB == 0) {
-		vcpus, mem, err := h.Hyper.TemplateShape(ctx, l.Template)
-		if err != nil {
-			return launchError(fmt.Errorf("create domain of instance %s on host %s: %w", name, h.Host, err))
-		}
-		if shape.VCPUs == 0 {
-			shape.VCPUs = vcpus
-		}
-		if shape.MemoryMiB == 0 {
-			shape.MemoryMiB = int64(mem)
-		}
-	}
-	info, err := h.Hyper.HostInfo(ctx)
-	if err != nil {
-		return fmt.Errorf("check room for instance %s on host %s: %w", name, h.Host, err)
-	}
-	doms, err := h.Hyper.ListManagedDomains(ctx)
-	if err != nil {
-		return fmt.Errorf("check room for instance %s on host %s: %w", name, h.Host, err)
-	}
-	host := placement.Host{Host: spec.Host{
-		Name: h.Host, Up: true, CPUs: info.CPUs, MemoryMiB: int64(info.MemoryKiB / 1024), Allowance: h.Allowance,
-	}}
-	for _, d := range doms {
-		host.UsedCPUs += d.VCPUs
-		host.UsedMemoryMiB += int64(d.MemoryMiB)
-	}
-	if _, err := placement.Pick(spec.PlacementPack, []placement.Host{host}, shape); err != nil {
-		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("launch instance %s: %v", name, err), ErrTypeNoCapacity, nil)
-	}
-	return nil
-}
 
 // launchError is the error of a launch step: non-retryable when what the launch asks for is
 // wrong (libvirt.ErrInvalidSpec: a base image, pool, template, kernel or disk that does not
@@ -225,6 +198,7 @@ func (h *HostActivities) DestroyInstance(ctx context.Context, p DestroyInstanceP
 	} else if err != nil {
 		return fmt.Errorf("remove domain of instance %s on host %s: %w", p.Name, h.Host, err)
 	}
+	h.forgetDomain(p.Name)
 	for _, vol := range []string{OverlayVolumeName(p.Name), SeedVolumeName(p.Name)} {
 		if _, err := h.Hyper.DeleteVolume(ctx, p.Pool, vol); err != nil {
 			return fmt.Errorf("delete volume %s of instance %s on host %s: %w", vol, p.Name, h.Host, err)
@@ -244,7 +218,13 @@ type DestroyProgress struct {
 // stop is called. The SDK batches the calls; a process that dies stops them, which is how its
 // attempt is found dead.
 func keepHeartbeating(ctx context.Context, details any) (stop func()) {
-	activity.RecordHeartbeat(ctx, details)
+	return keepHeartbeatingFrom(ctx, func() any { return details })
+}
+
+// keepHeartbeatingFrom is keepHeartbeating with details that change: each heartbeat records
+// what details returns then.
+func keepHeartbeatingFrom(ctx context.Context, details func() any) (stop func()) {
+	activity.RecordHeartbeat(ctx, details())
 	period := activity.GetInfo(ctx).HeartbeatTimeout / 4
 	if period <= 0 {
 		period = 10 * time.Second
@@ -263,7 +243,7 @@ func keepHeartbeating(ctx context.Context, details any) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				activity.RecordHeartbeat(ctx, details)
+				activity.RecordHeartbeat(ctx, details())
 			}
 		}
 	}()

@@ -24,6 +24,8 @@ type fakeHypervisor struct {
 	uploads map[string][]byte
 	spec    libvirt.DomainSpec
 	domains []libvirt.Domain
+	// listings counts ListManagedDomains calls.
+	listings int
 }
 
 func (f *fakeHypervisor) EnsureOverlayVolume(_ context.Context, pool, name, _, _ string) (bool, error) {
@@ -44,6 +46,7 @@ func (f *fakeHypervisor) VolumeExists(context.Context, string, string) (bool, er
 func (f *fakeHypervisor) EnsureDomainRunning(_ context.Context, spec libvirt.DomainSpec) (bool, error) {
 	f.calls = append(f.calls, "domain "+spec.Name)
 	f.spec = spec
+	f.domains = append(f.domains, libvirt.Domain{Name: spec.Name, VCPUs: spec.Domain.VCPUs, MemoryMiB: spec.Domain.Memory})
 	return true, nil
 }
 
@@ -57,7 +60,12 @@ func (f *fakeHypervisor) ResumeDomain(_ context.Context, name string) (libvirt.R
 	return libvirt.ResumedRestored, nil
 }
 
-func (f *fakeHypervisor) LookupDomain(context.Context, string) (libvirt.Domain, bool, error) {
+func (f *fakeHypervisor) LookupDomain(_ context.Context, name string) (libvirt.Domain, bool, error) {
+	for _, d := range f.domains {
+		if d.Name == name {
+			return d, true, nil
+		}
+	}
 	return libvirt.Domain{}, false, nil
 }
 
@@ -67,7 +75,8 @@ func (f *fakeHypervisor) HostInfo(context.Context) (libvirt.HostInfo, error) {
 }
 
 func (f *fakeHypervisor) ListManagedDomains(context.Context) ([]libvirt.Domain, error) {
-	return f.domains, nil
+	f.listings++
+	return slices.Clone(f.domains), nil
 }
 
 func (f *fakeHypervisor) TemplateShape(context.Context, string) (int, int, error) {
@@ -91,6 +100,7 @@ func (f *fakeHypervisor) VolumeFileSize(context.Context, string, string) (int64,
 
 func (f *fakeHypervisor) RemoveDomain(_ context.Context, name string, _ time.Duration) (bool, error) {
 	f.calls = append(f.calls, "remove "+name)
+	f.domains = slices.DeleteFunc(f.domains, func(d libvirt.Domain) bool { return d.Name == name })
 	return true, nil
 }
 

@@ -45,6 +45,10 @@ type InstanceParams struct {
 // host counts as down.
 const hostScheduleToStart = time.Minute
 
+// createHeartbeatTimeout is how long a launch may go without news from its worker before it
+// counts as lost and is tried again (CreateInstance is idempotent).
+const createHeartbeatTimeout = 10 * time.Second
+
 // destroyHeartbeatTimeout is how long a retirement may go without news from its worker before
 // it counts as cut short (the worker died) and is retried, by any worker serving the host. The
 // retry resumes the shutdown grace where it was (see activities.DestroyInstance).
@@ -131,7 +135,9 @@ func (in *instance) launch() (retired bool, err error) {
 		TaskQueue:              spec.HostTaskQueue(p.Host),
 		ScheduleToStartTimeout: hostScheduleToStart,
 		StartToCloseTimeout:    10 * time.Minute,
-		HeartbeatTimeout:       time.Minute,
+		// CreateInstance heartbeats through every step (an image copy included): an attempt
+		// its worker lost is retried after this, not after the start-to-close timeout.
+		HeartbeatTimeout: createHeartbeatTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
 			NonRetryableErrorTypes: []string{activities.ErrTypeBadLaunchSpec},

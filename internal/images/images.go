@@ -68,10 +68,16 @@ type Copier struct {
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
-	// ready are the images this process found good on a host: a launch while MySQL is away
-	// still finds them without reading their records.
-	ready map[string]bool
+	// ready says when this process last found an image good on a host, by host and image: a
+	// launch within readyFor of that skips the check (a libvirt call made under the image's
+	// lock, so a scale-out's launches would take turns at it), and a launch after it checks
+	// only that the volume is there, so launches go on while MySQL is away.
+	ready map[string]time.Time
 }
+
+// readyFor is how long an image found ready on a host is taken to stay there. One removed by
+// hand meanwhile fails the launches that need it until then; their retries copy it again.
+const readyFor = 30 * time.Second
 
 // Image names a base image and where to find it.
 type Image struct {
@@ -89,6 +95,9 @@ func (im Image) String() string { return im.Pool + "/" + im.Volume }
 // not nil, is called as a copy goes (an activity's heartbeat).
 func (c *Copier) Ensure(ctx context.Context, host string, target Volumes, im Image, progress func(copied int64)) (bool, error) {
 	key := host + "\x00" + im.String()
+	if c.readySince(key) {
+		return false, nil
+	}
 	unlock := c.lock(key)
 	defer unlock()
 	if c.isReady(key) {
@@ -97,9 +106,10 @@ func (c *Copier) Ensure(ctx context.Context, host string, target Volumes, im Ima
 			return false, fmt.Errorf("look for base image %s on host %s: %w", im, host, err)
 		}
 		if exists {
+			c.setReady(key)
 			return false, nil
 		}
-		c.setReady(key, false)
+		c.forgetReady(key)
 	}
 	rec, recorded, err := c.Records.GetHostImage(ctx, host, im.Pool, im.Volume)
 	if err != nil {
@@ -110,7 +120,7 @@ func (c *Copier) Ensure(ctx context.Context, host string, target Volumes, im Ima
 		return false, fmt.Errorf("look for base image %s on host %s: %w", im, host, err)
 	}
 	if exists && (!recorded || rec.State == state.ImageReady) {
-		c.setReady(key, true)
+		c.setReady(key)
 		return false, nil
 	}
 	if exists {
@@ -128,10 +138,27 @@ func (c *Copier) Ensure(ctx context.Context, host string, target Volumes, im Ima
 	if err := c.Records.FinishImageCopy(ctx, host, im.Pool, im.Volume, sum, n); err != nil {
 		return false, err
 	}
-	c.setReady(key, true)
 	c.Logger.Info("base image copied", "host", host, "image", im.String(), "from", from, "bytes", n,
 		"seconds", time.Since(start).Round(time.Millisecond).Seconds())
+	c.setReady(key)
 	return true, nil
+}
+
+// readySince says whether the image of key was found ready less than readyFor ago.
+func (c *Copier) readySince(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.ready[key]
+	return ok && time.Since(at) < readyFor
+}
+
+func (c *Copier) setReady(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ready == nil {
+		c.ready = map[string]time.Time{}
+	}
+	c.ready[key] = time.Now()
 }
 
 // copy streams the image from its source, or a peer that has it, into host's pool and checks
@@ -285,16 +312,14 @@ func (c *Copier) open(ctx context.Context, source string) (io.ReadCloser, int64,
 func (c *Copier) isReady(key string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.ready[key]
+	_, ok := c.ready[key]
+	return ok
 }
 
-func (c *Copier) setReady(key string, ready bool) {
+func (c *Copier) forgetReady(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ready == nil {
-		c.ready = map[string]bool{}
-	}
-	c.ready[key] = ready
+	delete(c.ready, key)
 }
 
 func (c *Copier) lock(key string) func() {
