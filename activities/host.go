@@ -58,16 +58,16 @@ func (h *HostActivities) CreateInstance(ctx context.Context, p CreateInstancePar
 
 	// Heartbeats go on through every step, so that an attempt its worker lost (a worker that
 	// died, a task the server handed to a poller that was gone) is retried after the
-	// heartbeat timeout rather than the start-to-close timeout.
+	// heartbeat timeout rather than the start-to-close timeout. The first goes out after a
+	// quarter of that timeout: a launch done sooner (most) costs the server no heartbeat.
 	var stepMu sync.Mutex
 	step := "starting"
 	setStep := func(s string) {
 		stepMu.Lock()
 		step = s
 		stepMu.Unlock()
-		activity.RecordHeartbeat(ctx, s)
 	}
-	stop := keepHeartbeatingFrom(ctx, func() any { stepMu.Lock(); defer stepMu.Unlock(); return step })
+	stop := keepHeartbeatingFrom(ctx, false, func() any { stepMu.Lock(); defer stepMu.Unlock(); return step })
 	defer stop()
 	if h.Images != nil {
 		setStep("image")
@@ -218,13 +218,15 @@ type DestroyProgress struct {
 // stop is called. The SDK batches the calls; a process that dies stops them, which is how its
 // attempt is found dead.
 func keepHeartbeating(ctx context.Context, details any) (stop func()) {
-	return keepHeartbeatingFrom(ctx, func() any { return details })
+	return keepHeartbeatingFrom(ctx, true, func() any { return details })
 }
 
 // keepHeartbeatingFrom is keepHeartbeating with details that change: each heartbeat records
-// what details returns then.
-func keepHeartbeatingFrom(ctx context.Context, details func() any) (stop func()) {
-	activity.RecordHeartbeat(ctx, details())
+// what details returns then. now sends the first at once, else after the first period.
+func keepHeartbeatingFrom(ctx context.Context, now bool, details func() any) (stop func()) {
+	if now {
+		activity.RecordHeartbeat(ctx, details())
+	}
 	period := activity.GetInfo(ctx).HeartbeatTimeout / 4
 	if period <= 0 {
 		period = 10 * time.Second
