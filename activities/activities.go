@@ -26,8 +26,10 @@ type Activities struct {
 	Logger  *slog.Logger
 	// HostDownAfter: a host without proof of life for this long is down.
 	HostDownAfter time.Duration
-	// Temporal starts and signals workflows (StartWorkflows, SignalWorkflows).
+	// Temporal starts and signals workflows (StartWorkflows, SignalWorkflows, ReportStatus).
 	Temporal client.Client
+	// reports are the instances' reports on their way to their groups.
+	reports reportBatcher
 }
 
 // ReadChecksParams asks for the readings of a group's checks.

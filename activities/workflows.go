@@ -61,6 +61,9 @@ func (a *Activities) StartWorkflows(ctx context.Context, p StartWorkflowsParams)
 			TypedSearchAttributes:                    temporal.NewSearchAttributes(spec.AttrGroup.ValueSet(s.Group), spec.AttrHost.ValueSet(s.Host)),
 			StaticSummary:                            s.Summary,
 			StaticDetails:                            s.Details,
+			// The first workflow task comes back in the start's response and runs on this
+			// worker, without a trip through the server's task matching.
+			EnableEagerStart: true,
 		}
 		_, err := a.Temporal.ExecuteWorkflow(ctx, opts, p.Workflow, s.Input)
 		var started *serviceerror.WorkflowExecutionAlreadyStarted

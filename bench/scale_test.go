@@ -227,12 +227,24 @@ func breakdown(t *testing.T, tc client.Client, groupID string, from, to time.Tim
 	for _, ev := range history(t, tc, groupID) {
 		a := ev.GetWorkflowExecutionSignaledEventAttributes()
 		at := ev.GetEventTime().AsTime()
-		if a == nil || a.GetSignalName() != spec.SignalInstanceStatus || at.Before(from) || at.After(to) {
+		if a == nil || at.Before(from) || at.After(to) {
 			continue
 		}
-		var st spec.InstanceStatus
-		if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &st); err == nil && st.State == spec.StateRunning {
-			heard[st.Name] = at
+		// A report alone, or reports a worker sent together.
+		var sts []spec.InstanceStatus
+		switch a.GetSignalName() {
+		case spec.SignalInstanceStatus:
+			var st spec.InstanceStatus
+			if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &st); err == nil {
+				sts = append(sts, st)
+			}
+		case spec.SignalInstanceStatuses:
+			_ = converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &sts)
+		}
+		for _, st := range sts {
+			if st.State == spec.StateRunning {
+				heard[st.Name] = at
+			}
 		}
 	}
 	phases := []string{"request → workflow started", "started → CreateInstance scheduled", "CreateInstance waited for a worker", "CreateInstance ran", "CreateInstance done → group heard"}

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -121,6 +122,9 @@ func TestGroupLifecycleHistoriesReplay(t *testing.T) {
 				resumed = resumed || name == spec.SignalResume
 			case enums.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
 				retired = retired || ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes().GetSignalName() == spec.SignalRetire
+			case enums.EVENT_TYPE_MARKER_RECORDED:
+				// A group with client starts signals its retirements from a local activity.
+				retired = retired || localActivity(t, ev) == "SignalWorkflows"
 			case enums.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
 				run = ev.GetWorkflowExecutionContinuedAsNewEventAttributes().GetNewExecutionRunId()
 			}
@@ -135,4 +139,18 @@ func TestGroupLifecycleHistoriesReplay(t *testing.T) {
 	if !paused || !resumed || !retired {
 		t.Errorf("the replayed runs lack a pause (%v), a resume (%v) or a retirement (%v)", paused, resumed, retired)
 	}
+}
+
+// localActivity is the activity type of a local activity's marker, "" for another event.
+func localActivity(t *testing.T, ev *historypb.HistoryEvent) string {
+	t.Helper()
+	m := ev.GetMarkerRecordedEventAttributes()
+	if m.GetMarkerName() != "LocalActivity" {
+		return ""
+	}
+	var data struct{ ActivityType string }
+	if err := converter.GetDefaultDataConverter().FromPayloads(m.GetDetails()["data"], &data); err != nil {
+		t.Fatalf("decode a local activity's marker: %v", err)
+	}
+	return data.ActivityType
 }

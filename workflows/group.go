@@ -134,6 +134,8 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 	specCh := workflow.GetSignalChannel(ctx, spec.SignalSpec)
 	deleteCh := workflow.GetSignalChannel(ctx, spec.SignalDelete)
 	instanceCh := workflow.GetSignalChannel(ctx, spec.SignalInstanceStatus)
+	// Reports a worker sends together; only instances with client reports send them.
+	reportsCh := workflow.GetSignalChannel(ctx, spec.SignalInstanceStatuses)
 	pauseCh := workflow.GetSignalChannel(ctx, spec.SignalPause)
 	resumeCh := workflow.GetSignalChannel(ctx, spec.SignalResume)
 
@@ -168,7 +170,7 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 				return err
 			}
-			g.drain(ctx, specCh, deleteCh, instanceCh, pauseCh, resumeCh)
+			g.drain(ctx, specCh, deleteCh, instanceCh, reportsCh, pauseCh, resumeCh)
 			return workflow.NewContinueAsNewError(ctx, GroupWorkflow, g.st)
 		}
 		g.evaluate(ctx)
@@ -198,13 +200,13 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 			sel.AddReceive(instanceCh, func(c workflow.ReceiveChannel, _ bool) {
 				var st spec.InstanceStatus
 				c.Receive(ctx, &st)
-				if g.intent {
-					g.onInstanceStatus(ctx, st)
-					g.awaitIssued(ctx)
-				} else if g.applyStatus(ctx, st).replaceAtOnce(st, g.backingOff(ctx)) && !g.st.Deleting {
-					g.logger.Info("replacing failed instance", "instance", st.Name, "reason", st.Reason)
-					g.launchUpTo(ctx, 1, "replacement of "+st.Name, false)
-				}
+				g.onReports(ctx, st)
+				wake = g.st.Deleting && g.owned() == 0
+			})
+			sel.AddReceive(reportsCh, func(c workflow.ReceiveChannel, _ bool) {
+				var sts []spec.InstanceStatus
+				c.Receive(ctx, &sts)
+				g.onReports(ctx, sts...)
 				wake = g.st.Deleting && g.owned() == 0
 			})
 			sel.Select(ctx)
@@ -213,7 +215,23 @@ func GroupWorkflow(ctx workflow.Context, st GroupState) error {
 	}
 }
 
-func (g *group) drain(ctx workflow.Context, specCh, deleteCh, instanceCh, pauseCh, resumeCh workflow.ReceiveChannel) {
+// onReports applies instances' reports as they come between evaluations; what they call for
+// (replacements) is issued together.
+func (g *group) onReports(ctx workflow.Context, sts ...spec.InstanceStatus) {
+	for _, st := range sts {
+		if g.intent {
+			g.onInstanceStatus(ctx, st)
+		} else if g.applyStatus(ctx, st).replaceAtOnce(st, g.backingOff(ctx)) && !g.st.Deleting {
+			g.logger.Info("replacing failed instance", "instance", st.Name, "reason", st.Reason)
+			g.launchUpTo(ctx, 1, "replacement of "+st.Name, false)
+		}
+	}
+	if g.intent {
+		g.awaitIssued(ctx)
+	}
+}
+
+func (g *group) drain(ctx workflow.Context, specCh, deleteCh, instanceCh, reportsCh, pauseCh, resumeCh workflow.ReceiveChannel) {
 	for {
 		var ns spec.Group
 		if !specCh.ReceiveAsync(&ns) {
@@ -225,11 +243,7 @@ func (g *group) drain(ctx workflow.Context, specCh, deleteCh, instanceCh, pauseC
 			g.st.Spec = ns
 		}
 	}
-	for {
-		var st spec.InstanceStatus
-		if !instanceCh.ReceiveAsync(&st) {
-			break
-		}
+	apply := func(st spec.InstanceStatus) {
 		fx := g.applyStatus(ctx, st)
 		switch {
 		case g.intent:
@@ -238,6 +252,22 @@ func (g *group) drain(ctx workflow.Context, specCh, deleteCh, instanceCh, pauseC
 			}
 		case fx.replaceAtOnce(st, g.backingOff(ctx)):
 			g.st.ReplacementsOwed++
+		}
+	}
+	for {
+		var st spec.InstanceStatus
+		if !instanceCh.ReceiveAsync(&st) {
+			break
+		}
+		apply(st)
+	}
+	for {
+		var sts []spec.InstanceStatus
+		if !reportsCh.ReceiveAsync(&sts) {
+			break
+		}
+		for _, st := range sts {
+			apply(st)
 		}
 	}
 	g.refresh()

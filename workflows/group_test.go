@@ -51,6 +51,8 @@ type fakeFleet struct {
 	// signals are those sent through SignalWorkflows, in signalCalls calls.
 	signals     []activities.Signal
 	signalCalls int
+	// reports are those sent through ReportStatus.
+	reports []activities.ReportParams
 }
 
 func newFakeFleet() *fakeFleet {
@@ -146,6 +148,16 @@ func newEnv(t *testing.T, f *fakeFleet, options ...func(*testsuite.WorkflowTestS
 				}, 0)
 			}
 			return make([]string, len(signals)), nil
+		})
+	env.OnActivity(a.ReportStatus, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, r activities.ReportParams) (string, error) {
+			f.mu.Lock()
+			f.reports = append(f.reports, r)
+			f.mu.Unlock()
+			env.RegisterDelayedCallback(func() {
+				env.SignalWorkflow(spec.SignalInstanceStatuses, []spec.InstanceStatus{r.Status})
+			}, 0)
+			return "", nil
 		})
 	return env
 }

@@ -39,7 +39,19 @@ type InstanceParams struct {
 	Pool spec.PoolState `json:",omitempty"`
 	// Parked is the state the member is parked in, "" until it is.
 	Parked spec.PoolState `json:",omitempty"`
+	// Rules says which workflow changes the instance follows, deterministically as its input
+	// is. 0 (instances started as child workflows) asks workflow.GetVersion about changeFleet
+	// and changeLeanInstance, as such instances always did. rulesClientReports, set by a group
+	// that starts its instances through the client (changeClientStarts), follows both without
+	// asking (a GetVersion's marker and TemporalChangeVersion upsert are server writes per
+	// instance) and reports to the group through the client, batched (activities.ReportStatus):
+	// such a group runs code that reads batched reports, where a child's group may not yet
+	// while workers are being upgraded.
+	Rules int `json:",omitempty"`
 }
+
+// rulesClientReports: see InstanceParams.Rules.
+const rulesClientReports = 1
 
 // hostScheduleToStart is how long a host activity may wait for the host's worker before the
 // host counts as down.
@@ -76,7 +88,7 @@ type instance struct {
 	park workflow.ReceiveChannel
 	// fleet is set for runs with the rules of changeFleet, lean for those of changeLeanInstance.
 	fleet, lean bool
-	// clientReports: the instance reports to its group through the client (changeClientReports).
+	// clientReports: the instance reports to its group through the client (InstanceParams.Rules).
 	clientReports bool
 	// noRoom is set when the host's worker refused the launch for lack of room.
 	noRoom bool
@@ -95,9 +107,12 @@ func InstanceWorkflow(ctx workflow.Context, p InstanceParams) error {
 		take:    workflow.GetSignalChannel(ctx, spec.SignalTake),
 		park:    workflow.GetSignalChannel(ctx, spec.SignalPark),
 	}
-	in.fleet = workflow.GetVersion(ctx, changeFleet, workflow.DefaultVersion, 1) >= 1
-	in.lean = in.fleet && workflow.GetVersion(ctx, changeLeanInstance, workflow.DefaultVersion, 1) >= 1
-	in.clientReports = in.lean && workflow.GetVersion(ctx, changeClientReports, workflow.DefaultVersion, 1) >= 1
+	if p.Rules >= rulesClientReports {
+		in.fleet, in.lean, in.clientReports = true, true, true
+	} else {
+		in.fleet = workflow.GetVersion(ctx, changeFleet, workflow.DefaultVersion, 1) >= 1
+		in.lean = in.fleet && workflow.GetVersion(ctx, changeLeanInstance, workflow.DefaultVersion, 1) >= 1
+	}
 	in.setHost(p.Host)
 	if p.Lost {
 		return in.whenLost(p.LostReason)
@@ -538,13 +553,14 @@ func (in *instance) record(state, reason string) {
 func (in *instance) notify(state, reason string, replace bool) {
 	st := spec.InstanceStatus{Name: in.p.Name, State: state, Reason: reason, Address: in.p.Address, Replace: replace, NoRoom: in.noRoom}
 	if in.clientReports {
-		// Through the client (see activities.SignalWorkflows): the group may hear a report
-		// twice, which it ignores, rather than a hundred reports one after another.
+		// Through the client, with the reports other instances of this worker send the group
+		// at the same time (see activities.ReportStatus): the group may hear a report twice,
+		// which it ignores, rather than a hundred reports one after another.
 		var a *activities.Activities
-		var res []string
-		err := workflow.ExecuteLocalActivity(signalCtx(in.ctx), a.SignalWorkflows,
-			[]activities.Signal{{WorkflowID: in.p.GroupWorkflowID, Name: spec.SignalInstanceStatus, Arg: st}}).Get(in.ctx, &res)
-		if reason := callOutcome(res, 0, err); reason != "" {
+		var res string
+		err := workflow.ExecuteLocalActivity(signalCtx(in.ctx), a.ReportStatus,
+			activities.ReportParams{GroupWorkflowID: in.p.GroupWorkflowID, Status: st}).Get(in.ctx, &res)
+		if reason := callOutcome([]string{res}, 0, err); reason != "" {
 			in.logger.Warn("could not report to group", "instance", in.p.Name, "group", in.p.GroupWorkflowID, "error", reason)
 		}
 		return

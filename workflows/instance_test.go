@@ -1,10 +1,12 @@
 package workflows
 
 import (
-	"github.com/premiscale/premiscale/internal/spec"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/premiscale/premiscale/internal/spec"
 )
 
 func findInstance(s spec.GroupStatus, name string) (spec.InstanceRef, bool) {
@@ -147,5 +149,34 @@ func TestStaticAddressesAreNeverShared(t *testing.T) {
 	}
 	if in, ok := findInstance(seen[3], "web-4"); !ok || in.Address != "10.0.0.11" {
 		t.Errorf("the replacement of web-2 should reuse its freed address 10.0.0.11: %+v", seen[3].Instances)
+	}
+}
+
+// An instance a group started through the client (Rules set) reports each state change to its
+// group through ReportStatus, with the group's workflow ID, and none as a signal command.
+func TestClientStartedInstanceReportsThroughTheClient(t *testing.T) {
+	f := newFakeFleet()
+	env := newEnv(t, f)
+	params := InstanceParams{Name: "web-1", Group: "web", Host: "h1", Index: 1, GroupWorkflowID: spec.GroupWorkflowID("web"),
+		Launch: testSpec().Launch, Rules: rulesClientReports}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalRetire, nil) }, time.Minute)
+	env.ExecuteWorkflow(InstanceWorkflow, params)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("instance workflow failed: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var states []string
+	for _, r := range f.reports {
+		if r.GroupWorkflowID != spec.GroupWorkflowID("web") || r.Status.Name != "web-1" {
+			t.Errorf("report %+v, want web-1's to its group", r)
+		}
+		states = append(states, r.Status.State)
+	}
+	if want := []string{spec.StateRunning, spec.StateTerminated}; !slices.Equal(states, want) {
+		t.Errorf("reported %v, want %v", states, want)
+	}
+	if f.created["web-1"] != 1 || f.destroyed["web-1"] != 1 {
+		t.Errorf("created %v destroyed %v, want web-1 made and removed once", f.created, f.destroyed)
 	}
 }

@@ -169,6 +169,7 @@ func (g *group) launch(ctx workflow.Context, why, host string, replacement bool,
 		g.applyStatus(ctx, spec.InstanceStatus{Name: ref.Name, State: spec.StateFailed, Reason: reason})
 	}
 	if g.clientStarts {
+		params.Rules = rulesClientReports
 		// Deterministic output (see fingerprint); workflowcheck flags encoding/json's type cache.
 		input, err := json.Marshal(params) //workflowcheck:ignore
 		if err != nil {

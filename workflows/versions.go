@@ -45,12 +45,9 @@ const (
 	// its signals to instances (retire, lost, take, park) through the client, an evaluation's
 	// in one SignalWorkflows local activity, instead of as external-signal commands: each child
 	// start, its started event and each signal command is work the server does on the group's
-	// history one after another. Workflow tests keep this at DefaultVersion (see newEnv): the
-	// test environment cannot start a workflow that is not a child.
+	// history one after another. The instances it starts carry InstanceParams.Rules, which
+	// stands in for their own GetVersion calls and has them report through the client, batched.
+	// Workflow tests keep this at DefaultVersion (see newEnv): the test environment cannot
+	// start a workflow that is not a child.
 	changeClientStarts = "client-starts"
-	// changeClientReports: a lean instance reports to its group through the client, in a
-	// SignalWorkflows local activity, instead of an external-signal command (before: each
-	// report a command and an event in the instance's history, and the server signalling the
-	// group for each in turn).
-	changeClientReports = "client-reports"
 )

@@ -37,6 +37,9 @@ const (
 	SignalDelete = "delete"
 	// SignalInstanceStatus is sent by an InstanceWorkflow to its group on every state change.
 	SignalInstanceStatus = "instance-status"
+	// SignalInstanceStatuses carries several InstanceStatus reports at once ([]InstanceStatus):
+	// a worker sends its instances' reports to one group together (see activities.ReportStatus).
+	SignalInstanceStatuses = "instance-statuses"
 	// SignalRetire asks an InstanceWorkflow to shut its VM down and remove it.
 	SignalRetire = "retire"
 	// SignalLost tells an InstanceWorkflow its host has been down longer than the group's

@@ -112,8 +112,11 @@ func Open(ctx context.Context, cfg config.StateDB) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", where, err)
 	}
+	// A scale-out's instances record their states at the same moment: connections kept
+	// open for them spare a handshake per write once the burst outruns the idle ones.
 	db.SetMaxOpenConns(16)
-	db.SetMaxIdleConns(4)
+	db.SetMaxIdleConns(16)
+	db.SetConnMaxIdleTime(time.Minute)
 	db.SetConnMaxLifetime(5 * time.Minute)
 
 	s := &Store{db: db, where: where}
