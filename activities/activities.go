@@ -28,8 +28,10 @@ type Activities struct {
 	HostDownAfter time.Duration
 	// Temporal starts and signals workflows (StartWorkflows, SignalWorkflows, ReportStatus).
 	Temporal client.Client
-	// reports are the instances' reports on their way to their groups.
-	reports reportBatcher
+	// reports are the instances' reports on their way to their groups, records their state
+	// records on their way to MySQL.
+	reports batcher[spec.InstanceStatus]
+	records batcher[state.Instance]
 }
 
 // ReadChecksParams asks for the readings of a group's checks.

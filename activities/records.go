@@ -29,6 +29,9 @@ func (a *Activities) MarkGroupDeleted(ctx context.Context, r GroupRecord) error 
 }
 
 // RecordInstance upserts an instance's state; the store keeps terminated instances terminated.
+// The records this worker's instances make at the same moment are written in one transaction
+// (see batcher): a scale-out's hundred instances record each state change within a second. A
+// record whose batch failed is written again alone, so that one bad record fails only itself.
 func (a *Activities) RecordInstance(ctx context.Context, r InstanceRecord) error {
 	inst := state.Instance{
 		Name: r.Name, Group: r.Group, Host: r.Host, State: r.State, Reason: r.Reason,
@@ -41,8 +44,24 @@ func (a *Activities) RecordInstance(ctx context.Context, r InstanceRecord) error
 	case spec.StateTerminated, spec.StateFailed:
 		inst.TerminatedAt = &at
 	}
+	b := a.records.join("", inst, func(batch []state.Instance) error {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordSendTimeout)
+		defer cancel()
+		return a.Store.UpsertInstances(sctx, batch)
+	})
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if b.err == nil {
+		return nil
+	}
 	return a.Store.UpsertInstance(ctx, inst)
 }
+
+// recordSendTimeout bounds one batch's transaction, which the records behind it wait for.
+const recordSendTimeout = 10 * time.Second
 
 // RecordScalingEvent appends to the decision log; a retry with the same key adds nothing.
 func (a *Activities) RecordScalingEvent(ctx context.Context, e ScalingEventRecord) error {

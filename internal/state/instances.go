@@ -36,6 +36,40 @@ type Instance struct {
 //   - check-in and termination times keep the first one written, last-seen the latest;
 //   - the group and creation time never change.
 func (s *Store) UpsertInstance(ctx context.Context, in Instance) error {
+	if err := validInstance(in); err != nil {
+		return err
+	}
+	// A change of state goes to the platform's outbox in the same transaction (see outbox.go).
+	if err := s.inTx(ctx, func(tx *sql.Tx) error { return upsertInstance(ctx, tx, in) }); err != nil {
+		return fmt.Errorf("upsert instance %s (group %s, state %s) in %s: %w", in.Name, in.Group, in.State, s.where, err)
+	}
+	return nil
+}
+
+// UpsertInstances upserts each instance as UpsertInstance does, all in one transaction: a
+// worker's burst of state changes (a scale-out's instances) costs one commit. One that fails
+// fails them all.
+func (s *Store) UpsertInstances(ctx context.Context, ins []Instance) error {
+	for _, in := range ins {
+		if err := validInstance(in); err != nil {
+			return err
+		}
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, in := range ins {
+			if err := upsertInstance(ctx, tx, in); err != nil {
+				return fmt.Errorf("instance %s (group %s, state %s): %w", in.Name, in.Group, in.State, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("upsert %d instances in %s: %w", len(ins), s.where, err)
+	}
+	return nil
+}
+
+func validInstance(in Instance) error {
 	if err := checkName("instance", in.Name); err != nil {
 		return fmt.Errorf("upsert instance: %w", err)
 	}
@@ -45,38 +79,37 @@ func (s *Store) UpsertInstance(ctx context.Context, in Instance) error {
 	if in.State == "" {
 		return fmt.Errorf("upsert instance %s: state is empty", in.Name)
 	}
-	// MySQL applies ON DUPLICATE KEY assignments left to right, each seeing the columns already
-	// assigned, so state, which the others test, comes last.
-	const q = "INSERT INTO instances (name, group_name, host, state, address, reason, created_at, checked_in_at, last_seen_at, terminated_at) " +
-		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE " +
-		"host = IF(state IN ('terminated', 'failed') OR VALUES(host) = '', host, VALUES(host)), " +
-		"address = IF(state IN ('terminated', 'failed') OR VALUES(address) = '', address, VALUES(address)), " +
-		"reason = IF(state IN ('terminated', 'failed') OR VALUES(reason) = '', reason, VALUES(reason)), " +
-		"checked_in_at = COALESCE(checked_in_at, VALUES(checked_in_at)), " +
-		"last_seen_at = GREATEST(COALESCE(last_seen_at, VALUES(last_seen_at)), COALESCE(VALUES(last_seen_at), last_seen_at)), " +
-		"terminated_at = COALESCE(terminated_at, VALUES(terminated_at)), " +
-		"state = IF(state = 'terminated' OR (state = 'failed' AND VALUES(state) <> 'terminated'), state, VALUES(state))"
-	// A change of state goes to the platform's outbox in the same transaction (see outbox.go).
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var before sql.NullString
-		if err := tx.QueryRowContext(ctx, "SELECT state FROM instances WHERE name = ?", in.Name).Scan(&before); err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, q,
-			in.Name, in.Group, in.Host, in.State, in.Address, truncate(in.Reason, maxReason),
-			orNow(in.CreatedAt), nullTime(in.CheckedInAt), nullTime(in.LastSeenAt), nullTime(in.TerminatedAt)); err != nil {
-			return err
-		}
-		after, err := scanInstance(tx.QueryRowContext(ctx, "SELECT "+instanceColumns+" FROM instances WHERE name = ?", in.Name))
-		if err != nil {
-			return err
-		}
-		return enqueueInstanceChange(ctx, tx, before, after)
-	})
-	if err != nil {
-		return fmt.Errorf("upsert instance %s (group %s, state %s) in %s: %w", in.Name, in.Group, in.State, s.where, err)
-	}
 	return nil
+}
+
+// upsertInstanceQuery: MySQL applies ON DUPLICATE KEY assignments left to right, each seeing
+// the columns already assigned, so state, which the others test, comes last.
+const upsertInstanceQuery = "INSERT INTO instances (name, group_name, host, state, address, reason, created_at, checked_in_at, last_seen_at, terminated_at) " +
+	"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE " +
+	"host = IF(state IN ('terminated', 'failed') OR VALUES(host) = '', host, VALUES(host)), " +
+	"address = IF(state IN ('terminated', 'failed') OR VALUES(address) = '', address, VALUES(address)), " +
+	"reason = IF(state IN ('terminated', 'failed') OR VALUES(reason) = '', reason, VALUES(reason)), " +
+	"checked_in_at = COALESCE(checked_in_at, VALUES(checked_in_at)), " +
+	"last_seen_at = GREATEST(COALESCE(last_seen_at, VALUES(last_seen_at)), COALESCE(VALUES(last_seen_at), last_seen_at)), " +
+	"terminated_at = COALESCE(terminated_at, VALUES(terminated_at)), " +
+	"state = IF(state = 'terminated' OR (state = 'failed' AND VALUES(state) <> 'terminated'), state, VALUES(state))"
+
+// upsertInstance writes one instance and, for a change of state, its outbox entry, in tx.
+func upsertInstance(ctx context.Context, tx *sql.Tx, in Instance) error {
+	var before sql.NullString
+	if err := tx.QueryRowContext(ctx, "SELECT state FROM instances WHERE name = ?", in.Name).Scan(&before); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, upsertInstanceQuery,
+		in.Name, in.Group, in.Host, in.State, in.Address, truncate(in.Reason, maxReason),
+		orNow(in.CreatedAt), nullTime(in.CheckedInAt), nullTime(in.LastSeenAt), nullTime(in.TerminatedAt)); err != nil {
+		return err
+	}
+	after, err := scanInstance(tx.QueryRowContext(ctx, "SELECT "+instanceColumns+" FROM instances WHERE name = ?", in.Name))
+	if err != nil {
+		return err
+	}
+	return enqueueInstanceChange(ctx, tx, before, after)
 }
 
 const instanceColumns = "name, group_name, host, state, address, reason, created_at, checked_in_at, last_seen_at, terminated_at"

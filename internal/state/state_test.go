@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -316,25 +318,36 @@ func TestUpsertInstance(t *testing.T) {
 	}
 	s, _ := openStore(t)
 	c := ctx(t)
-	for i, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			name := "g" + string(rune('a'+i)) + "-1"
-			for _, step := range tt.steps {
-				step.Name, step.Group = name, "g"
+	// Each case's steps are written one at a time, and all in one UpsertInstances batch: the
+	// outcome is the same.
+	writers := []struct {
+		name  string
+		write func([]state.Instance) error
+	}{
+		{"one by one", func(steps []state.Instance) error {
+			for _, step := range steps {
 				if err := s.UpsertInstance(c, step); err != nil {
-					t.Fatalf("UpsertInstance(%+v): %v", step, err)
+					return fmt.Errorf("UpsertInstance(%+v): %w", step, err)
 				}
 			}
-			got, ok, err := s.GetInstance(c, name)
-			if err != nil || !ok {
-				t.Fatalf("GetInstance(%s) = %v, %v", name, ok, err)
-			}
-			want := tt.want
-			want.Name, want.Group = name, "g"
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("stored\n %+v\nwant\n %+v", show(got), show(want))
-			}
-		})
+			return nil
+		}},
+		{"in one batch", func(steps []state.Instance) error { return s.UpsertInstances(c, steps) }},
+	}
+	for i, tt := range tests {
+		for j, w := range writers {
+			t.Run(tt.name+"/"+w.name, func(t *testing.T) {
+				name := "g" + string(rune('a'+i)) + string(rune('a'+j)) + "-1"
+				steps := slices.Clone(tt.steps)
+				for k := range steps {
+					steps[k].Name, steps[k].Group = name, "g"
+				}
+				if err := w.write(steps); err != nil {
+					t.Fatal(err)
+				}
+				checkStored(t, s, c, name, tt.want)
+			})
+		}
 	}
 
 	if _, ok, err := s.GetInstance(c, "absent-1"); ok || err != nil {
@@ -342,6 +355,27 @@ func TestUpsertInstance(t *testing.T) {
 	}
 	if err := s.UpsertInstance(c, state.Instance{Name: "x-1", State: spec.StateRunning}); err == nil {
 		t.Error("UpsertInstance without a group succeeded")
+	}
+	// A batch with one bad instance writes none of them.
+	bad := []state.Instance{{Name: "y-1", Group: "g", State: spec.StateRunning}, {Name: "y-2", State: spec.StateRunning}}
+	if err := s.UpsertInstances(c, bad); err == nil || !strings.Contains(err.Error(), "y-2: group is empty") {
+		t.Errorf("UpsertInstances with an instance without a group: %v, want an error naming y-2", err)
+	}
+	if _, ok, _ := s.GetInstance(c, "y-1"); ok {
+		t.Error("y-1 was stored from a batch that failed")
+	}
+}
+
+// checkStored compares what is stored of instance name (group g) with want.
+func checkStored(t *testing.T, s *state.Store, c context.Context, name string, want state.Instance) {
+	t.Helper()
+	got, ok, err := s.GetInstance(c, name)
+	if err != nil || !ok {
+		t.Fatalf("GetInstance(%s) = %v, %v", name, ok, err)
+	}
+	want.Name, want.Group = name, "g"
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("stored\n %+v\nwant\n %+v", show(got), show(want))
 	}
 }
 

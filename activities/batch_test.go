@@ -11,8 +11,8 @@ import (
 
 // Reports that come while a signal to their group is under way go together in the next one;
 // each group's reports go in their own signals; every report's batch says how its signal went.
-func TestReportBatcherGroupsReportsBehindASignalUnderWay(t *testing.T) {
-	var r reportBatcher
+func TestBatcherGroupsWhatComesBehindASendUnderWay(t *testing.T) {
+	var r batcher[spec.InstanceStatus]
 	release := make(chan struct{})
 	var mu sync.Mutex
 	sent := map[string][][]spec.InstanceStatus{}
@@ -32,13 +32,13 @@ func TestReportBatcherGroupsReportsBehindASignalUnderWay(t *testing.T) {
 		}
 	}
 	first := r.join("g1", spec.InstanceStatus{Name: "a"}, send("g1"))
-	var later []*reportBatch
+	var later []*batch[spec.InstanceStatus]
 	for _, name := range []string{"b", "c", "d"} {
 		later = append(later, r.join("g1", spec.InstanceStatus{Name: name}, send("g1")))
 	}
 	other := r.join("g2", spec.InstanceStatus{Name: "x"}, send("g2"))
 	close(release)
-	for _, b := range append([]*reportBatch{first, other}, later...) {
+	for _, b := range append([]*batch[spec.InstanceStatus]{first, other}, later...) {
 		<-b.done
 	}
 	if first.err != nil || later[0].err != nil {
@@ -67,7 +67,7 @@ func TestReportBatcherGroupsReportsBehindASignalUnderWay(t *testing.T) {
 	// The sender lets go of its group just after its last batch.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		r.mu.Lock()
-		n := len(r.groups)
+		n := len(r.queues)
 		r.mu.Unlock()
 		if n == 0 {
 			break
