@@ -644,3 +644,37 @@ func running(s spec.GroupStatus) []string {
 	}
 	return out
 }
+
+// The group's launch limits hold for starts through the client: an evaluation starts no more
+// than its increment, nor more than maxConcurrentLaunches in flight.
+func TestClientStartsKeepTheLaunchLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		increment, flight int
+		want              []int
+	}{
+		{name: "increment 2", increment: 2, want: []int{2, 2}},
+		{name: "maxConcurrentLaunches 3", increment: 4, flight: 3, want: []int{3, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeFleet()
+			var starts []activities.StartWorkflowsParams
+			env := newClientStartsEnv(t, f, &starts)
+			gs := testSpec()
+			gs.Policy.Min, gs.Policy.Max, gs.Policy.Increment = 4, 4, tc.increment
+			gs.MaxConcurrentLaunches = tc.flight
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalDelete, nil) }, 2*time.Minute+30*time.Second)
+			env.ExecuteWorkflow(GroupWorkflow, NewGroupState(gs))
+			if err := env.GetWorkflowError(); err != nil {
+				t.Fatalf("group workflow failed: %v", err)
+			}
+			var got []int
+			for _, p := range starts {
+				got = append(got, len(p.Starts))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("starts per StartWorkflows call %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
