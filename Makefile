@@ -10,7 +10,7 @@
 #   make demo       a group of real VMs growing under load and shrinking back
 #   make demo-stop  delete the demo group (its VMs) and stop its worker
 #   make bench      benchmarks
-#   make bench-scale  the scale benchmarks (bench/): 0 → 100 → 0, N groups, check-ins; BENCH=regexp picks some
+#   make bench-scale  the scale benchmarks: 0 → 100 → 0, N groups, check-ins (bench/), warm vs cold real VMs; BENCH=regexp picks some
 #   make up / down / status   the test services alone
 
 SHELL := bash
@@ -100,9 +100,14 @@ bench: up
 # minutes and prints "BENCH name: numbers" lines (tuned by PREMISCALE_BENCH_* variables, see
 # the README's Performance section).
 BENCH ?= .
+# The warm-versus-cold benchmark boots real VMs (cmd/premiscale, TestBenchWarmPoolRealVMs); it
+# runs when BENCH matches its name, as it does by default.
 bench-scale: up
-	$(GO) vet -tags benchscale ./bench/
+	$(GO) vet -tags benchscale ./bench/ ./cmd/premiscale/
 	$(GO) test -tags benchscale -count=1 -p 1 -timeout 90m -v -run '$(BENCH)' ./bench/ | grep -E '^(BENCH|---|FAIL|ok|PASS|panic)|_test.go:'
+	if grep -qE -- '$(BENCH)' <<< TestBenchWarmPoolRealVMs; then \
+		$(GO) test -tags benchscale -count=1 -timeout 75m -v -run '^TestBenchWarmPoolRealVMs$$' ./cmd/premiscale/ | grep -E '^(---|FAIL|ok|PASS|panic)|_test.go:'; \
+	fi
 
 # The test services' data (.testenv/) is kept: `make down && rm -rf .testenv` drops it.
 clean:
