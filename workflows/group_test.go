@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
@@ -51,8 +52,11 @@ type fakeFleet struct {
 	// signals are those sent through SignalWorkflows, in signalCalls calls.
 	signals     []activities.Signal
 	signalCalls int
-	// reports are those sent through ReportStatus.
-	reports []activities.ReportParams
+	// reports are those sent through ReportStatus; with reportsFailLocally set, the local
+	// attempts fail (as they do while Temporal is away), counted in localReportFailures.
+	reports             []activities.ReportParams
+	reportsFailLocally  bool
+	localReportFailures int
 }
 
 func newFakeFleet() *fakeFleet {
@@ -150,8 +154,13 @@ func newEnv(t *testing.T, f *fakeFleet, options ...func(*testsuite.WorkflowTestS
 			return make([]string, len(signals)), nil
 		})
 	env.OnActivity(a.ReportStatus, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, r activities.ReportParams) (string, error) {
+		func(ctx context.Context, r activities.ReportParams) (string, error) {
 			f.mu.Lock()
+			if f.reportsFailLocally && activity.GetInfo(ctx).IsLocalActivity {
+				f.localReportFailures++
+				f.mu.Unlock()
+				return "", errors.New("temporal: connection refused")
+			}
 			f.reports = append(f.reports, r)
 			f.mu.Unlock()
 			env.RegisterDelayedCallback(func() {

@@ -495,16 +495,25 @@ func (in *instance) db(activity any, args ...any) workflow.Future {
 	if !in.lean {
 		return workflow.ExecuteActivity(in.dbCtx(), activity, args...)
 	}
-	lctx := workflow.WithLocalActivityOptions(in.ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout:    localDatabaseBound,
-		ScheduleToCloseTimeout: localDatabaseBound,
+	return localFirst(in.ctx, in.dbCtx(), activity, args...)
+}
+
+// localFirst runs an activity as a local activity for a few seconds, then, if it has not
+// succeeded, as a regular activity with regular's options. A local activity retries inside the
+// workflow task: through an outage (of the database it writes to, or of Temporal it signals
+// through) it would hold the task open, and the SDK warns and heartbeats the task, which fails
+// while Temporal is away. A regular activity waits the outage out without holding a task.
+func localFirst(ctx, regular workflow.Context, activity any, args ...any) workflow.Future {
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    localActivityBound,
+		ScheduleToCloseTimeout: localActivityBound,
 		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Second},
 	})
 	local := workflow.ExecuteLocalActivity(lctx, activity, args...)
-	result, settle := workflow.NewFuture(in.ctx)
-	workflow.Go(in.ctx, func(ctx workflow.Context) {
-		if err := local.Get(ctx, nil); err != nil {
-			settle.Chain(workflow.ExecuteActivity(in.dbCtx(), activity, args...))
+	result, settle := workflow.NewFuture(ctx)
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		if err := local.Get(gctx, nil); err != nil {
+			settle.Chain(workflow.ExecuteActivity(regular, activity, args...))
 			return
 		}
 		settle.Chain(local)
@@ -512,9 +521,9 @@ func (in *instance) db(activity any, args ...any) workflow.Future {
 	return result
 }
 
-// localDatabaseBound is how long a state write tries as a local activity before it falls back
-// to a regular one: under the SDK's 5 s warning for a long workflow task.
-const localDatabaseBound = 3 * time.Second
+// localActivityBound is how long localFirst tries as a local activity before it falls back to
+// a regular one: under the SDK's 5 s warning for a long workflow task.
+const localActivityBound = 3 * time.Second
 
 // setHost shows the instance's group and host in its search attributes, for runs that were
 // started without them (by a group run before changeLeanHistory) or whose host is new; "" is
@@ -558,7 +567,7 @@ func (in *instance) notify(state, reason string, replace bool) {
 		// which it ignores, rather than a hundred reports one after another.
 		var a *activities.Activities
 		var res string
-		err := workflow.ExecuteLocalActivity(signalCtx(in.ctx), a.ReportStatus,
+		err := localFirst(in.ctx, signalCtx(in.ctx), a.ReportStatus,
 			activities.ReportParams{GroupWorkflowID: in.p.GroupWorkflowID, Status: st}).Get(in.ctx, &res)
 		if reason := callOutcome([]string{res}, 0, err); reason != "" {
 			in.logger.Warn("could not report to group", "instance", in.p.Name, "group", in.p.GroupWorkflowID, "error", reason)

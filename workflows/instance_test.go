@@ -180,3 +180,30 @@ func TestClientStartedInstanceReportsThroughTheClient(t *testing.T) {
 		t.Errorf("created %v destroyed %v, want web-1 made and removed once", f.created, f.destroyed)
 	}
 }
+
+// A report that cannot go as a local activity (Temporal away) goes as a regular activity after
+// a few seconds, so the workflow task is not held open through an outage; the group hears it.
+func TestClientReportsFallBackToARegularActivity(t *testing.T) {
+	f := newFakeFleet()
+	f.reportsFailLocally = true
+	env := newEnv(t, f)
+	params := InstanceParams{Name: "web-1", Group: "web", Host: "h1", Index: 1, GroupWorkflowID: spec.GroupWorkflowID("web"),
+		Launch: testSpec().Launch, Rules: rulesClientReports}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalRetire, nil) }, time.Minute)
+	env.ExecuteWorkflow(InstanceWorkflow, params)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("instance workflow failed: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var states []string
+	for _, r := range f.reports {
+		states = append(states, r.Status.State)
+	}
+	if want := []string{spec.StateRunning, spec.StateTerminated}; !slices.Equal(states, want) {
+		t.Errorf("delivered %v, want %v", states, want)
+	}
+	if f.localReportFailures < 2 {
+		t.Errorf("%d local attempts failed, want each report tried locally first", f.localReportFailures)
+	}
+}

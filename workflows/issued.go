@@ -124,7 +124,7 @@ func (g *group) awaitIssued(ctx workflow.Context) {
 		for i, s := range is.signals {
 			signals[i] = s.signal
 		}
-		signalF = workflow.ExecuteLocalActivity(signalCtx(ctx), a.SignalWorkflows, signals)
+		signalF = localFirst(ctx, signalCtx(ctx), a.SignalWorkflows, signals)
 	}
 	for _, c := range is.list {
 		if err := c.f.Get(ctx, nil); err != nil {
@@ -151,12 +151,13 @@ func (g *group) awaitIssued(ctx workflow.Context) {
 	}
 }
 
-// signalCtx runs SignalWorkflows: a few seconds' worth of calls, retried through an outage of
-// Temporal (the worker cannot reach the server then either, so the retries wait it out).
+// signalCtx runs SignalWorkflows and ReportStatus as regular activities, when their first
+// seconds as local activities did not deliver (see localFirst): retried through an outage of
+// Temporal.
 func signalCtx(ctx workflow.Context) workflow.Context {
-	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    time.Minute,
-		ScheduleToCloseTimeout: 10 * time.Minute,
+		ScheduleToCloseTimeout: 30 * time.Minute,
 		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
 	})
 }
