@@ -153,57 +153,46 @@ func TestStaticAddressesAreNeverShared(t *testing.T) {
 }
 
 // An instance a group started through the client (Rules set) reports each state change to its
-// group through ReportStatus, with the group's workflow ID, and none as a signal command.
+// group through ReportStatus, with the group's workflow ID, and none as a signal command. A
+// report that cannot go as a local activity (Temporal away) goes as a regular activity after a
+// few seconds, so the workflow task is not held open through an outage; the group hears it.
 func TestClientStartedInstanceReportsThroughTheClient(t *testing.T) {
-	f := newFakeFleet()
-	env := newEnv(t, f)
-	params := InstanceParams{Name: "web-1", Group: "web", Host: "h1", Index: 1, GroupWorkflowID: spec.GroupWorkflowID("web"),
-		Launch: testSpec().Launch, Rules: rulesClientReports}
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalRetire, nil) }, time.Minute)
-	env.ExecuteWorkflow(InstanceWorkflow, params)
-	if err := env.GetWorkflowError(); err != nil {
-		t.Fatalf("instance workflow failed: %v", err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var states []string
-	for _, r := range f.reports {
-		if r.GroupWorkflowID != spec.GroupWorkflowID("web") || r.Status.Name != "web-1" {
-			t.Errorf("report %+v, want web-1's to its group", r)
-		}
-		states = append(states, r.Status.State)
-	}
-	if want := []string{spec.StateRunning, spec.StateTerminated}; !slices.Equal(states, want) {
-		t.Errorf("reported %v, want %v", states, want)
-	}
-	if f.created["web-1"] != 1 || f.destroyed["web-1"] != 1 {
-		t.Errorf("created %v destroyed %v, want web-1 made and removed once", f.created, f.destroyed)
-	}
-}
-
-// A report that cannot go as a local activity (Temporal away) goes as a regular activity after
-// a few seconds, so the workflow task is not held open through an outage; the group hears it.
-func TestClientReportsFallBackToARegularActivity(t *testing.T) {
-	f := newFakeFleet()
-	f.reportsFailLocally = true
-	env := newEnv(t, f)
-	params := InstanceParams{Name: "web-1", Group: "web", Host: "h1", Index: 1, GroupWorkflowID: spec.GroupWorkflowID("web"),
-		Launch: testSpec().Launch, Rules: rulesClientReports}
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalRetire, nil) }, time.Minute)
-	env.ExecuteWorkflow(InstanceWorkflow, params)
-	if err := env.GetWorkflowError(); err != nil {
-		t.Fatalf("instance workflow failed: %v", err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var states []string
-	for _, r := range f.reports {
-		states = append(states, r.Status.State)
-	}
-	if want := []string{spec.StateRunning, spec.StateTerminated}; !slices.Equal(states, want) {
-		t.Errorf("delivered %v, want %v", states, want)
-	}
-	if f.localReportFailures < 2 {
-		t.Errorf("%d local attempts failed, want each report tried locally first", f.localReportFailures)
+	for _, tc := range []struct {
+		name        string
+		failLocally bool
+	}{
+		{name: "as a local activity"},
+		{name: "as a regular activity when the local one fails", failLocally: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeFleet()
+			f.reportsFailLocally = tc.failLocally
+			env := newEnv(t, f)
+			params := InstanceParams{Name: "web-1", Group: "web", Host: "h1", Index: 1, GroupWorkflowID: spec.GroupWorkflowID("web"),
+				Launch: testSpec().Launch, Rules: rulesClientReports}
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(spec.SignalRetire, nil) }, time.Minute)
+			env.ExecuteWorkflow(InstanceWorkflow, params)
+			if err := env.GetWorkflowError(); err != nil {
+				t.Fatalf("instance workflow failed: %v", err)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			var states []string
+			for _, r := range f.reports {
+				if r.GroupWorkflowID != spec.GroupWorkflowID("web") || r.Status.Name != "web-1" {
+					t.Errorf("report %+v, want web-1's to its group", r)
+				}
+				states = append(states, r.Status.State)
+			}
+			if want := []string{spec.StateRunning, spec.StateTerminated}; !slices.Equal(states, want) {
+				t.Errorf("delivered %v, want %v", states, want)
+			}
+			if f.created["web-1"] != 1 || f.destroyed["web-1"] != 1 {
+				t.Errorf("created %v destroyed %v, want web-1 made and removed once", f.created, f.destroyed)
+			}
+			if tc.failLocally && f.localReportFailures < 2 {
+				t.Errorf("%d local attempts failed, want each report tried locally first", f.localReportFailures)
+			}
+		})
 	}
 }
